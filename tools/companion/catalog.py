@@ -1,0 +1,239 @@
+"""The catalog: every session's activities, found by reading its notebook.
+
+A session declares its activities once, in its notebook, as calls such as
+``Reflection("s1-why", prompt="...", competency="racial-equity-mindset")``.
+The catalog parses the code cells (it never runs them), so the dashboard, the
+completion rules and ``companion check`` all agree with what learners see.
+
+Example::
+
+    >>> from companion.catalog import load_catalog
+    >>> catalog = load_catalog()
+    >>> [a.id for a in catalog.required("s1")][:2]
+    ['s1-start-cultural-proficiency', 's1-start-racial-equity-advocate']
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import re
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+
+from .errors import CatalogError
+from .settings import Settings, load_settings
+
+ACTIVITY_KINDS = ("Reflection", "Choice", "Sort", "SelfAssessment", "Goal", "SessionComplete")
+EXERCISE_KINDS = ("Choice", "Sort", "SelfAssessment", "Goal")
+ACTIVITY_ID = re.compile(r"^s[0-9]+-[a-z0-9]+(-[a-z0-9]+)*$")
+
+
+@dataclass(frozen=True)
+class Activity:
+    """One activity as its notebook declares it."""
+
+    id: str
+    kind: str
+    session_id: str
+    cell: int  # 1-based index of the cell among all cells
+    competency: str | None = None
+    required: bool = True
+    args: dict = field(default_factory=dict, compare=False, hash=False)
+
+    @property
+    def counts_for_completion(self) -> bool:
+        return self.required and self.kind != "SessionComplete"
+
+    @property
+    def title(self) -> str:
+        """A short human title: the prompt, question or instructions, shortened."""
+        text = next(
+            (self.args[k] for k in ("prompt", "question", "instructions") if isinstance(self.args.get(k), str)),
+            "",
+        )
+        if not text and self.competency:
+            text = f"{self.kind}: {self.competency.replace('-', ' ')}"
+        text = " ".join(text.split()) or self.id
+        return text if len(text) <= 90 else text[:87].rstrip() + "..."
+
+
+@dataclass(frozen=True)
+class Problem:
+    """Something wrong in a session notebook, located by file and cell."""
+
+    path: str
+    cell: int | None
+    message: str
+
+    def __str__(self) -> str:
+        where = f"{self.path}, cell {self.cell}" if self.cell else self.path
+        return f"{where}: {self.message}"
+
+
+@dataclass(frozen=True)
+class NotebookReading:
+    workbook: str | None
+    activities: tuple[Activity, ...]
+    problems: tuple[Problem, ...]
+
+
+def _call_name(node: ast.Call) -> str | None:
+    if isinstance(node.func, ast.Name):
+        return node.func.id
+    if isinstance(node.func, ast.Attribute):
+        return node.func.attr
+    return None
+
+
+def read_notebook(path: Path, label: str, session_id: str) -> NotebookReading:
+    """Find the ``Workbook`` and activity calls in one notebook, without running it."""
+    problems: list[Problem] = []
+    try:
+        cells = json.loads(path.read_text(encoding="utf-8"))["cells"]
+    except FileNotFoundError:
+        return NotebookReading(None, (), (Problem(label, None, "the notebook does not exist; create it or fix 'notebook' in course/course.toml"),))
+    except (ValueError, KeyError, TypeError) as error:
+        return NotebookReading(None, (), (Problem(label, None, f"is not a readable notebook ({error}); restore it from git"),))
+
+    workbook = None
+    activities: list[Activity] = []
+    for number, cell in enumerate(cells, 1):
+        if cell.get("cell_type") != "code":
+            continue
+        source = cell.get("source", "")
+        source = "".join(source) if isinstance(source, list) else source
+        try:
+            tree = ast.parse(source)
+        except SyntaxError as error:
+            problems.append(Problem(label, number, f"Python syntax error on line {error.lineno}: {error.msg}"))
+            continue
+        for node in ast.walk(tree):
+            if not isinstance(node, ast.Call):
+                continue
+            name = _call_name(node)
+            if name == "Workbook":
+                if node.args and isinstance(node.args[0], ast.Constant):
+                    workbook = node.args[0].value
+                else:
+                    problems.append(Problem(label, number, "Workbook(...) needs the session id as a literal string"))
+            elif name in ACTIVITY_KINDS:
+                activity = _read_call(node, name, session_id, number, label, problems)
+                if activity:
+                    activities.append(activity)
+    return NotebookReading(workbook, tuple(activities), tuple(problems))
+
+
+def _read_call(node: ast.Call, kind: str, session_id: str, cell: int, label: str, problems: list) -> Activity | None:
+    if not node.args or not isinstance(node.args[0], ast.Constant) or not isinstance(node.args[0].value, str):
+        problems.append(Problem(label, cell, f"{kind}(...) needs its id as the first argument, a literal string"))
+        return None
+    activity_id = node.args[0].value
+    if not ACTIVITY_ID.match(activity_id) or not activity_id.startswith(session_id + "-"):
+        problems.append(
+            Problem(label, cell, f"activity id '{activity_id}' is malformed; use '{session_id}-' then lowercase words and dashes, e.g. '{session_id}-why'")
+        )
+        return None
+    args = {}
+    for keyword in node.keywords:
+        try:
+            args[keyword.arg] = ast.literal_eval(keyword.value)
+        except ValueError:
+            problems.append(Problem(label, cell, f"{kind} '{activity_id}': argument '{keyword.arg}' must be a literal (text, number, list), not computed"))
+    return Activity(
+        id=activity_id,
+        kind=kind,
+        session_id=session_id,
+        cell=cell,
+        competency=args.get("competency"),
+        required=bool(args.get("required", True)),
+        args=args,
+    )
+
+
+@lru_cache(maxsize=64)
+def _read_cached(path: Path, mtime: float, label: str, session_id: str) -> NotebookReading:
+    return read_notebook(path, label, session_id)
+
+
+class Catalog:
+    """The course's sessions and their activities, read from the notebooks."""
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self.readings: dict[str, NotebookReading] = {}
+        for session in settings.sessions:
+            path = settings.root / session.notebook
+            mtime = path.stat().st_mtime if path.exists() else -1.0
+            self.readings[session.id] = _read_cached(path, mtime, session.notebook, session.id)
+
+    def activities(self, session_id: str) -> tuple[Activity, ...]:
+        return self.readings[session_id].activities
+
+    def required(self, session_id: str) -> list[Activity]:
+        """The activities a learner must do before the session can be marked complete."""
+        return [a for a in self.activities(session_id) if a.counts_for_completion]
+
+    def activity(self, activity_id: str) -> Activity:
+        for reading in self.readings.values():
+            for activity in reading.activities:
+                if activity.id == activity_id:
+                    return activity
+        raise CatalogError(f"No activity '{activity_id}' in any session notebook; run 'companion check'.")
+
+    def all_activities(self) -> list[Activity]:
+        return [a for s in self.settings.sessions for a in self.activities(s.id)]
+
+    def problems(self) -> list[Problem]:
+        """Everything ``companion check`` reports, each with file and cell."""
+        problems: list[Problem] = []
+        competencies = {c.id for c in self.settings.competencies}
+        seen: dict[str, Activity] = {}
+        for session in self.settings.sessions:
+            reading = self.readings[session.id]
+            problems.extend(reading.problems)
+            label = session.notebook
+            if not (self.settings.root / session.notebook).exists():
+                continue
+            if reading.workbook is None:
+                problems.append(Problem(label, None, f"has no Workbook(\"{session.id}\") call; add it to the first code cell"))
+            elif reading.workbook != session.id:
+                problems.append(Problem(label, None, f"says Workbook(\"{reading.workbook}\") but course/course.toml gives it session '{session.id}'"))
+            for activity in reading.activities:
+                if activity.id in seen:
+                    other = seen[activity.id]
+                    problems.append(Problem(label, activity.cell, f"activity id '{activity.id}' is already used in {self.settings.session(other.session_id).notebook}, cell {other.cell}; ids must be unique"))
+                seen.setdefault(activity.id, activity)
+                if activity.competency is not None and activity.competency not in competencies:
+                    problems.append(Problem(label, activity.cell, f"{activity.kind} '{activity.id}' names unknown competency '{activity.competency}'; use one of {', '.join(sorted(competencies))}"))
+                if activity.kind in ("SelfAssessment", "Goal") and activity.competency is None:
+                    problems.append(Problem(label, activity.cell, f"{activity.kind} '{activity.id}' needs competency=..."))
+                problems.extend(_check_answers(activity, label))
+            if not self.required(session.id):
+                problems.append(Problem(label, None, "has no required activity, so it could never be completed; add one"))
+            if not any(a.kind == "SessionComplete" for a in reading.activities):
+                problems.append(Problem(label, None, f"has no SessionComplete(\"{session.id}-complete\") call, so learners cannot finish it"))
+        return problems
+
+
+def _check_answers(activity: Activity, label: str) -> list[Problem]:
+    args, found = activity.args, []
+    if activity.kind == "Choice":
+        options = args.get("options") or []
+        answer = args.get("answer")
+        answers = answer if isinstance(answer, (list, tuple)) else ([] if answer is None else [answer])
+        for a in answers:
+            if a not in options:
+                found.append(Problem(label, activity.cell, f"Choice '{activity.id}': answer '{a}' is not one of its options"))
+    if activity.kind == "Sort":
+        categories = args.get("categories") or []
+        for item in args.get("items") or []:
+            if len(item) < 2 or item[1] not in categories:
+                found.append(Problem(label, activity.cell, f"Sort '{activity.id}': item {item[0]!r} names a category that is not in categories"))
+    return found
+
+
+def load_catalog(settings: Settings | None = None) -> Catalog:
+    """The catalog of the course (re-reads a notebook only when it changed)."""
+    return Catalog(settings or load_settings())

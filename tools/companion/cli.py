@@ -1,0 +1,124 @@
+"""The ``companion`` command: each subcommand reads the settings, makes one library call, prints.
+
+Errors from the library (:class:`CourseError` and its kinds) become one clear
+message on stderr and exit status 2; never a traceback, never exit 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import sys
+from pathlib import Path
+
+from .errors import CourseError
+from .settings import load_settings
+
+
+def cmd_check(args) -> int:
+    from .catalog import load_catalog
+
+    catalog = load_catalog(load_settings())
+    problems = catalog.problems()
+    for problem in problems:
+        print(problem, file=sys.stderr)
+    if problems:
+        print(f"{len(problems)} problem{'s' if len(problems) != 1 else ''} found; fix them and run 'companion check' again.", file=sys.stderr)
+        return 1
+    count = len(catalog.all_activities())
+    print(f"All {len(catalog.settings.sessions)} sessions are in order: {count} activities.")
+    return 0
+
+
+def cmd_release(args) -> int:
+    from .release import release
+
+    settings = load_settings()
+    pages = release(settings, progress=lambda s: print(f"  released session {s.number}: {s.page}", flush=True))
+    print(f"Released {len(pages)} sessions into {pages[0].parent}.")
+    return 0
+
+
+def cmd_serve(args) -> int:
+    from . import server
+
+    settings = load_settings()
+    print("Preparing the session pages...", flush=True)
+    server.prepare(settings, progress=lambda s: print(f"  released session {s.number}", flush=True))
+    print(f"Learner server: http://{args.host}:{args.port}/  (identity: {args.mode}; press Ctrl+C to stop)", flush=True)
+    server.serve(settings, port=args.port, mode=args.mode, host=args.host)
+    return 0
+
+
+def cmd_links(args) -> int:
+    from .identity import personal_link, server_secret
+    from .roster import read_roster
+    from .server import HOME_PAGE
+
+    settings = load_settings()
+    people = read_roster(args.roster)
+    secret = server_secret(settings.home)
+    days = args.days or settings.server.link_days
+    rows = [(p["username"], p["name"], p["email"], personal_link(args.base_url, HOME_PAGE, p["username"], secret, days)) for p in people]
+    out = open(args.output, "w", newline="", encoding="utf-8") if args.output else sys.stdout
+    try:
+        writer = csv.writer(out)
+        writer.writerow(["username", "name", "email", "link"])
+        writer.writerows(rows)
+    finally:
+        if args.output:
+            out.close()
+    if args.output:
+        print(f"Wrote {len(rows)} personal links to {args.output}; each is valid for {days} days.")
+    return 0
+
+
+def cmd_upgrade(args) -> int:
+    from .store import open_store
+
+    store = open_store(load_settings().db_url)
+    print(f"The database is at schema revision {store.revision()}.")
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(prog="companion", description="Supervisor Companion: the Antiracist Leadership training's workbooks, store and tools.")
+    commands = top.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    check = commands.add_parser("check", help="check every session notebook's activities against course.toml")
+    check.set_defaults(run=cmd_check)
+
+    rel = commands.add_parser("release", help="make the learner versions of the sessions with nbgrader")
+    rel.set_defaults(run=cmd_release)
+
+    serve = commands.add_parser("serve", help="start the learner server (Voila) on the session pages")
+    serve.add_argument("--port", type=int, default=8866, help="port to listen on (default 8866)")
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    serve.add_argument("--mode", choices=["local", "link"], default="local", help="local: the learner is this login (default); link: each learner opens a personal signed link")
+    serve.set_defaults(run=cmd_serve)
+
+    links = commands.add_parser("links", help="write every learner's personal signed link, from a roster CSV")
+    links.add_argument("--roster", required=True, help="roster CSV: username,name,email,cohort,department")
+    links.add_argument("--base-url", required=True, help="the server's public address, e.g. https://companion.example.org")
+    links.add_argument("--days", type=float, help="days each link stays valid (default: link_days in course.toml)")
+    links.add_argument("-o", "--output", help="CSV file to write (default: print)")
+    links.set_defaults(run=cmd_links)
+
+    upgrade = commands.add_parser("upgrade", help="create or upgrade the database schema")
+    upgrade.set_defaults(run=cmd_upgrade)
+    return top
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        return args.run(args)
+    except CourseError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

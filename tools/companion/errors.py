@@ -1,0 +1,31 @@
+"""The errors the library raises. The ``companion`` command turns each into one
+clear message and a non-zero exit; every message says what happened, to what,
+and what to do next."""
+
+
+class CourseError(Exception):
+    """Base of every error the companion reports to a person."""
+
+
+class SettingsError(CourseError):
+    """course/course.toml is missing or malformed."""
+
+
+class CatalogError(CourseError):
+    """A session notebook does not declare its activities correctly."""
+
+
+class StoreError(CourseError):
+    """The database could not be reached, upgraded or written."""
+
+
+class LinkError(CourseError):
+    """A personal link is missing, altered or expired."""
+
+
+class RosterError(CourseError):
+    """A roster file is malformed; nothing was changed."""
+
+
+class ReleaseError(CourseError):
+    """nbgrader could not produce the learner version of a session."""

@@ -1,0 +1,130 @@
+"""The learner server: Voila on the released session pages, configured from course.toml.
+
+``serve`` releases the sessions if a source changed, then starts Voila on the
+site folder with preheated kernels (a page opens without waiting for Python to
+start), culling of idle kernels, a ``frame-ancestors`` policy so Canvas may
+frame the pages, and ``/`` redirecting to the learner's home page (the query
+string, and so a personal link, is kept).
+
+The same configuration is written to ``<home>/voila.json`` for deployments that
+start Voila themselves (under JupyterHub the headers go in the single-user
+server's ``ServerApp.tornado_settings`` instead).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Callable
+
+from tornado import web
+
+from .release import is_stale, release, site_dir
+from .settings import Settings
+from .store import open_store
+
+HOME_PAGE = "voila/render/home.ipynb"
+TEMPLATE = "companion"
+TEMPLATE_PAGE = """{%- extends 'lab/index.html.j2' -%}
+{%- block notebook_css -%}
+{{ super() }}
+<style>
+{% include 'theme.css' %}
+</style>
+{%- endblock notebook_css -%}
+"""
+
+
+def content_security_policy(settings: Settings) -> str:
+    """``frame-ancestors 'self' <hosts>``: CSP quotes keywords, never hosts."""
+    return " ".join(["frame-ancestors", "'self'", *settings.server.frame_ancestors])
+
+
+def voila_config(settings: Settings, port: int, host: str = "127.0.0.1") -> dict:
+    """Voila's traitlets configuration, generated from course.toml."""
+    pool = max(settings.server.preheated_kernels, 0)
+    return {
+        "Voila": {
+            "ip": host,
+            "port": port,
+            "open_browser": False,
+            "root_dir": str(site_dir(settings)),
+            "tornado_settings": {"headers": {"Content-Security-Policy": content_security_policy(settings)}},
+        },
+        "VoilaConfiguration": {
+            "template": TEMPLATE,
+            "preheat_kernel": pool > 0,
+            "default_pool_size": pool,
+            "progressive_rendering": False,
+            "show_tracebacks": False,
+        },
+        "MappingKernelManager": {
+            "cull_idle_timeout": settings.server.cull_idle_seconds,
+            "cull_interval": 60,
+            "cull_connected": False,
+        },
+    }
+
+
+def write_template(settings: Settings) -> Path:
+    """The Voila template "companion": Voila's lab template plus course/theme.css.
+
+    Returns the folder to put on ``JUPYTER_PATH`` so Voila finds it."""
+    jupyter = settings.home / "jupyter"
+    folder = jupyter / "voila" / "templates" / TEMPLATE
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "conf.json").write_text(json.dumps({"base_template": "lab"}) + "\n", encoding="utf-8")
+    (folder / "index.html.j2").write_text(TEMPLATE_PAGE, encoding="utf-8")
+    theme = settings.root / "course" / "theme.css"
+    (folder / "theme.css").write_text(theme.read_text(encoding="utf-8") if theme.exists() else "", encoding="utf-8")
+    return jupyter
+
+
+def kernel_environment(settings: Settings, mode: str) -> dict[str, str]:
+    """What every kernel inherits: where the course and data are, and how learners are identified."""
+    return {
+        "COMPANION_COURSE_DIR": str(settings.root),
+        "COMPANION_HOME": str(settings.home),
+        "COMPANION_DB_URL": settings.db_url,
+        "COMPANION_IDENTITY": mode,
+    }
+
+
+class HomeRedirect(web.RequestHandler):
+    def get(self) -> None:
+        query = self.request.query
+        self.redirect(self.settings.get("base_url", "/") + HOME_PAGE + (f"?{query}" if query else ""))
+
+    head = get
+
+
+def _voila_class():
+    from voila.app import Voila
+
+    class CompanionVoila(Voila):
+        """Voila with the home page at ``/``."""
+
+        def init_handlers(self):
+            return [(self.server_url, HomeRedirect), *super().init_handlers()]
+
+    return CompanionVoila
+
+
+def prepare(settings: Settings, progress: Callable | None = None) -> None:
+    """Everything a server needs before it starts: the schema and the released pages."""
+    open_store(settings.db_url)
+    if is_stale(settings):
+        release(settings, progress)
+
+
+def serve(settings: Settings, port: int = 8866, mode: str = "local", host: str = "127.0.0.1") -> None:
+    """Start the learner server and block until it is stopped."""
+    from traitlets.config import Config
+
+    config = voila_config(settings, port, host)
+    (settings.home / "voila.json").write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
+    os.environ.update(kernel_environment(settings, mode))
+    jupyter_path = [str(write_template(settings)), *filter(None, os.environ.get("JUPYTER_PATH", "").split(os.pathsep))]
+    os.environ["JUPYTER_PATH"] = os.pathsep.join(jupyter_path)
+    _voila_class().launch_instance(argv=[], config=Config(config))

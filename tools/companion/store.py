@@ -1,0 +1,406 @@
+"""The store: the only module that touches the database.
+
+Every save is an append-only event (who, session, activity, verb, value, UTC
+time); beside it, in the same transaction, the latest response per learner and
+activity is kept, so a page opens with one lookup. Saving the same value again
+is harmless. The schema is managed by Alembic migrations from the first table
+(``companion/migrations``); opening a store upgrades it under a lock, so many
+processes may open it at once.
+
+SQLite (the default, under the data home) runs in WAL mode with a busy timeout
+and takes its write lock at the start of each write transaction, so concurrent
+writers queue instead of failing. Any other database comes through
+``COMPANION_DB_URL`` (PostgreSQL for shared deployments).
+
+Example::
+
+    >>> from companion.store import open_store
+    >>> store = open_store("sqlite:///:memory:")
+    >>> store.save("ana", "s1", "s1-why", "responded", {"text": "Because..."}, done=True).done
+    True
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Iterator
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    DateTime,
+    ForeignKey,
+    Integer,
+    String,
+    UniqueConstraint,
+    create_engine,
+    event,
+    func,
+    select,
+    text,
+)
+from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.exc import OperationalError, SQLAlchemyError
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
+
+from .errors import StoreError
+
+MAX_VALUE_BYTES = 200_000  # one saved value, as JSON; a reflection is limited to far less
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class LearnerRow(Base):
+    __tablename__ = "learners"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    username: Mapped[str] = mapped_column(String(64), unique=True, nullable=False)
+    name: Mapped[str] = mapped_column(String(200), default="")
+    email: Mapped[str] = mapped_column(String(254), default="")
+    cohort: Mapped[str] = mapped_column(String(100), default="", index=True)
+    department: Mapped[str] = mapped_column(String(200), default="")
+    extra: Mapped[dict] = mapped_column(JSON, default=dict)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class EventRow(Base):
+    __tablename__ = "events"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    learner_id: Mapped[int] = mapped_column(ForeignKey("learners.id"), index=True, nullable=False)
+    session_id: Mapped[str] = mapped_column(String(32), nullable=False)
+    activity_id: Mapped[str] = mapped_column(String(64), nullable=False)
+    verb: Mapped[str] = mapped_column(String(32), nullable=False)
+    value: Mapped[Any] = mapped_column(JSON, nullable=True)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, index=True)
+
+
+class ResponseRow(Base):
+    __tablename__ = "responses"
+    __table_args__ = (UniqueConstraint("learner_id", "activity_id"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    learner_id: Mapped[int] = mapped_column(ForeignKey("learners.id"), index=True, nullable=False)
+    session_id: Mapped[str] = mapped_column(String(32), nullable=False, index=True)
+    activity_id: Mapped[str] = mapped_column(String(64), nullable=False)
+    value: Mapped[Any] = mapped_column(JSON, nullable=True)
+    done: Mapped[bool] = mapped_column(Boolean, default=False, nullable=False)
+    shared: Mapped[bool] = mapped_column(Boolean, default=False, nullable=False)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+@dataclass(frozen=True)
+class Learner:
+    username: str
+    name: str = ""
+    email: str = ""
+    cohort: str = ""
+    department: str = ""
+
+
+@dataclass(frozen=True)
+class Response:
+    """The latest saved state of one learner's activity."""
+
+    username: str
+    session_id: str
+    activity_id: str
+    value: Any
+    done: bool
+    shared: bool
+    updated_at: datetime
+
+
+@dataclass(frozen=True)
+class Event:
+    username: str
+    session_id: str
+    activity_id: str
+    verb: str
+    value: Any
+    at: datetime
+    id: int
+
+
+def _aware(moment: datetime) -> datetime:
+    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+
+
+def _response(username: str, row: ResponseRow) -> Response:
+    return Response(username, row.session_id, row.activity_id, row.value, row.done, row.shared, _aware(row.updated_at))
+
+
+def _check_size(value: Any) -> None:
+    size = len(json.dumps(value, ensure_ascii=False).encode("utf-8"))
+    if size > MAX_VALUE_BYTES:
+        raise StoreError(
+            f"The answer is too large to save ({size:,} bytes; the limit is {MAX_VALUE_BYTES:,}). "
+            "Shorten it and save again."
+        )
+
+
+def _sqlite_engine(url: str) -> Engine:
+    engine = create_engine(url, connect_args={"timeout": 60, "check_same_thread": False})
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection, _record):
+        # Let SQLAlchemy, not the driver, open transactions, so that we can say IMMEDIATE.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        if make_url(url).database not in (None, "", ":memory:"):
+            cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA busy_timeout=60000")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection):
+        # Take the write lock up front: readers never block, writers queue behind the timeout.
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+    return engine
+
+
+class Store:
+    """The learners, their events and their latest responses, in one database."""
+
+    def __init__(self, url: str):
+        self.url = url
+        try:
+            parsed = make_url(url)
+        except Exception:
+            raise StoreError(f"'{url}' is not a database URL; set COMPANION_DB_URL to e.g. postgresql://user@host/db.")
+        self.is_sqlite = parsed.get_backend_name() == "sqlite"
+        if self.is_sqlite:
+            database = parsed.database
+            if database and database != ":memory:":
+                Path(database).parent.mkdir(parents=True, exist_ok=True)
+            self.engine = _sqlite_engine(url)
+        else:
+            self.engine = create_engine(url, pool_pre_ping=True)
+        self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+
+    def __repr__(self) -> str:
+        return f"Store({make_url(self.url).render_as_string(hide_password=True)!r})"
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        """One transaction: committed when the block ends, rolled back on any error."""
+        db = self._sessions()
+        try:
+            yield db
+            db.commit()
+        except StoreError:
+            db.rollback()
+            raise
+        except OperationalError as error:
+            db.rollback()
+            raise StoreError(
+                f"The database at {self!r} could not be used ({error.orig}). Check that it is "
+                "reachable and writable, and that 'companion upgrade' has been run; nothing was saved."
+            ) from error
+        except SQLAlchemyError as error:
+            db.rollback()
+            raise StoreError(f"The database refused the change ({error.__class__.__name__}: {error}); nothing was saved.") from error
+        finally:
+            db.close()
+
+    # Schema ---------------------------------------------------------------
+
+    def upgrade(self, revision: str = "head") -> None:
+        """Bring the schema to ``revision`` (Alembic), holding a lock so only one process migrates."""
+        from alembic import command
+        from alembic.config import Config
+
+        config = Config()
+        config.set_main_option("script_location", str(Path(__file__).parent / "migrations"))
+        try:
+            with self._migration_lock() as connection:
+                config.attributes["connection"] = connection
+                command.upgrade(config, revision)
+                connection.commit()
+        except SQLAlchemyError as error:
+            raise StoreError(f"Could not upgrade the database at {self!r}: {error}. Nothing was changed.") from error
+
+    @contextmanager
+    def _migration_lock(self):
+        if self.is_sqlite:
+            database = make_url(self.url).database
+            lock_path = Path(database + ".lock") if database and database != ":memory:" else None
+            handle = open(lock_path, "a+") if lock_path else None
+            try:
+                if handle:
+                    fcntl.flock(handle, fcntl.LOCK_EX)
+                with self.engine.connect() as connection:
+                    yield connection
+            finally:
+                if handle:
+                    fcntl.flock(handle, fcntl.LOCK_UN)
+                    handle.close()
+        else:
+            with self.engine.connect() as connection:
+                connection.execute(text("SELECT pg_advisory_lock(7301987)"))
+                connection.commit()
+                try:
+                    yield connection
+                finally:
+                    connection.execute(text("SELECT pg_advisory_unlock(7301987)"))
+                    connection.commit()
+
+    def revision(self) -> str | None:
+        """The schema revision the database is at (None for an empty database)."""
+        with self.engine.connect() as connection:
+            try:
+                return connection.execute(text("SELECT version_num FROM alembic_version")).scalar()
+            except SQLAlchemyError:
+                return None
+
+    # Learners -------------------------------------------------------------
+
+    def _learner_id(self, db: Session, username: str) -> int:
+        found = db.scalar(select(LearnerRow.id).where(LearnerRow.username == username))
+        if found is not None:
+            return found
+        dialect = self.engine.dialect.name
+        if dialect in ("sqlite", "postgresql"):
+            insert = __import__(f"sqlalchemy.dialects.{dialect}", fromlist=["insert"]).insert
+            db.execute(insert(LearnerRow).values(username=username, extra={}, created_at=utcnow()).on_conflict_do_nothing())
+        else:
+            db.add(LearnerRow(username=username, extra={}))
+            db.flush()
+        return db.scalar(select(LearnerRow.id).where(LearnerRow.username == username))
+
+    def ensure_learner(self, username: str) -> None:
+        with self.session() as db:
+            self._learner_id(db, username)
+
+    def learner(self, username: str) -> Learner | None:
+        with self.session() as db:
+            row = db.scalar(select(LearnerRow).where(LearnerRow.username == username))
+            return Learner(row.username, row.name, row.email, row.cohort, row.department) if row else None
+
+    def upsert_learners(self, people: list[dict]) -> tuple[int, int]:
+        """Add or update learners by username (a roster import); returns (added, updated).
+
+        Work already saved is never touched: only the roster columns change."""
+        added = updated = 0
+        with self.session() as db:
+            existing = {row.username: row for row in db.scalars(select(LearnerRow))}
+            for person in people:
+                row = existing.get(person["username"])
+                if row is None:
+                    row = LearnerRow(username=person["username"], created_at=utcnow())
+                    db.add(row)
+                    existing[row.username] = row
+                    added += 1
+                else:
+                    updated += 1
+                for column in ("name", "email", "cohort", "department"):
+                    setattr(row, column, person.get(column, ""))
+                row.extra = person.get("extra", {})
+        return added, updated
+
+    # Saving ---------------------------------------------------------------
+
+    def save(
+        self,
+        username: str,
+        session_id: str,
+        activity_id: str,
+        verb: str,
+        value: Any,
+        *,
+        done: bool | None = None,
+        shared: bool | None = None,
+    ) -> Response:
+        """Append an event and make ``value`` the latest response, in one transaction.
+
+        ``done`` and ``shared`` keep their stored values when not given."""
+        _check_size(value)
+        now = utcnow()
+        with self.session() as db:
+            learner_id = self._learner_id(db, username)
+            db.add(EventRow(learner_id=learner_id, session_id=session_id, activity_id=activity_id, verb=verb, value=value, at=now))
+            row = db.scalar(
+                select(ResponseRow).where(ResponseRow.learner_id == learner_id, ResponseRow.activity_id == activity_id)
+            )
+            if row is None:
+                row = ResponseRow(learner_id=learner_id, session_id=session_id, activity_id=activity_id, done=False, shared=False)
+                db.add(row)
+            row.value = value
+            row.updated_at = now
+            if done is not None:
+                row.done = done
+            if shared is not None:
+                row.shared = shared
+            db.flush()
+            return _response(username, row)
+
+    def record(self, username: str, session_id: str, activity_id: str, verb: str, value: Any = None) -> None:
+        """Append an event that changes no response (a page opened, a feedback form sent)."""
+        _check_size(value)
+        with self.session() as db:
+            learner_id = self._learner_id(db, username)
+            db.add(EventRow(learner_id=learner_id, session_id=session_id, activity_id=activity_id, verb=verb, value=value, at=utcnow()))
+
+    # Reading --------------------------------------------------------------
+
+    def responses(self, username: str, session_id: str | None = None) -> dict[str, Response]:
+        """The learner's latest responses, by activity id."""
+        with self.session() as db:
+            query = (
+                select(ResponseRow)
+                .join(LearnerRow, LearnerRow.id == ResponseRow.learner_id)
+                .where(LearnerRow.username == username)
+            )
+            if session_id is not None:
+                query = query.where(ResponseRow.session_id == session_id)
+            return {row.activity_id: _response(username, row) for row in db.scalars(query)}
+
+    def response(self, username: str, activity_id: str) -> Response | None:
+        with self.session() as db:
+            row = db.scalar(
+                select(ResponseRow)
+                .join(LearnerRow, LearnerRow.id == ResponseRow.learner_id)
+                .where(LearnerRow.username == username, ResponseRow.activity_id == activity_id)
+            )
+            return _response(username, row) if row else None
+
+    def events(self, username: str | None = None) -> list[Event]:
+        """Events in the order they happened, for one learner or everyone."""
+        with self.session() as db:
+            query = select(EventRow, LearnerRow.username).join(LearnerRow, LearnerRow.id == EventRow.learner_id)
+            if username is not None:
+                query = query.where(LearnerRow.username == username)
+            return [
+                Event(name, row.session_id, row.activity_id, row.verb, row.value, _aware(row.at), row.id)
+                for row, name in db.execute(query.order_by(EventRow.id))
+            ]
+
+    def count_events(self) -> int:
+        with self.session() as db:
+            return db.scalar(select(func.count(EventRow.id)))
+
+
+_open: dict[tuple[int, str], Store] = {}
+
+
+def open_store(url: str, upgrade: bool = True) -> Store:
+    """The store at ``url``, its schema upgraded; one per process and URL."""
+    key = (os.getpid(), url)
+    if key not in _open:
+        store = Store(url)
+        if upgrade:
+            store.upgrade()
+        _open[key] = store
+    return _open[key]
