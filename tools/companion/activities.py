@@ -230,13 +230,14 @@ class Reflection(Activity):
         self.share.value = saved.shared
         self._restoring = False
         self.words.value = self._word_count(self.text.value)
-        feedback = (saved.value or {}).get("feedback")
+        feedback = self.workbook.store.feedback(self.workbook.username, self.activity_id)
         if feedback:
             self.show_feedback(feedback)
 
-    def show_feedback(self, items: Sequence[dict]) -> None:
+    def show_feedback(self, items: Sequence) -> None:
         parts = "".join(
-            f'<blockquote><p>{escape(item.get("text", ""))}</p><footer>{escape(item.get("author", "Your facilitator"))}</footer></blockquote>'
+            f"<blockquote><p>{escape(item.text)}</p><footer>{escape(item.author)}, "
+            f"{item.at.strftime('%d %b %Y')}</footer></blockquote>"
             for item in items
         )
         self.feedback.value = f'<section class="companion-feedback" aria-label="Feedback from your facilitator"><h4>Feedback from your facilitator</h4>{parts}</section>'

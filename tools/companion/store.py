@@ -38,6 +38,7 @@ from sqlalchemy import (
     ForeignKey,
     Integer,
     String,
+    Text,
     UniqueConstraint,
     create_engine,
     event,
@@ -96,6 +97,23 @@ class ResponseRow(Base):
     done: Mapped[bool] = mapped_column(Boolean, default=False, nullable=False)
     shared: Mapped[bool] = mapped_column(Boolean, default=False, nullable=False)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class FeedbackRow(Base):
+    __tablename__ = "feedback"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    learner_id: Mapped[int] = mapped_column(ForeignKey("learners.id"), nullable=False)
+    activity_id: Mapped[str] = mapped_column(String(64), nullable=False)
+    author: Mapped[str] = mapped_column(String(200), nullable=False)
+    text: Mapped[str] = mapped_column(Text, nullable=False)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+@dataclass(frozen=True)
+class Feedback:
+    author: str
+    text: str
+    at: datetime
 
 
 @dataclass(frozen=True)
@@ -229,6 +247,12 @@ class Store:
                 config.attributes["connection"] = connection
                 command.upgrade(config, revision)
                 connection.commit()
+        except OperationalError as error:
+            reason = str(error.orig).strip().splitlines()[0]
+            raise StoreError(
+                f"Could not reach the database at {self!r} ({reason}). Check COMPANION_DB_URL and that "
+                "the database server is running; nothing was changed."
+            ) from error
         except SQLAlchemyError as error:
             raise StoreError(f"Could not upgrade the database at {self!r}: {error}. Nothing was changed.") from error
 
@@ -386,6 +410,37 @@ class Store:
                 Event(name, row.session_id, row.activity_id, row.verb, row.value, _aware(row.at), row.id)
                 for row, name in db.execute(query.order_by(EventRow.id))
             ]
+
+    # Feedback -------------------------------------------------------------
+
+    def add_feedback(self, username: str, activity_id: str, author: str, text: str, max_chars: int = 10_000) -> Feedback:
+        """Feedback from a facilitator on a reflection the learner shared (and only then)."""
+        if not text.strip():
+            raise StoreError("The feedback is empty; write something before sending it.")
+        if len(text) > max_chars:
+            raise StoreError(f"The feedback has {len(text):,} characters; the limit is {max_chars:,}. Shorten it.")
+        with self.session() as db:
+            row = db.scalar(
+                select(ResponseRow)
+                .join(LearnerRow, LearnerRow.id == ResponseRow.learner_id)
+                .where(LearnerRow.username == username, ResponseRow.activity_id == activity_id)
+            )
+            if row is None or not row.shared:
+                raise StoreError(f"{username} has not shared '{activity_id}', so it cannot take feedback; nothing was saved.")
+            now = utcnow()
+            db.add(FeedbackRow(learner_id=row.learner_id, activity_id=activity_id, author=author, text=text, at=now))
+            return Feedback(author, text, now)
+
+    def feedback(self, username: str, activity_id: str) -> list[Feedback]:
+        """Feedback on one of the learner's reflections, oldest first."""
+        with self.session() as db:
+            rows = db.scalars(
+                select(FeedbackRow)
+                .join(LearnerRow, LearnerRow.id == FeedbackRow.learner_id)
+                .where(LearnerRow.username == username, FeedbackRow.activity_id == activity_id)
+                .order_by(FeedbackRow.id)
+            )
+            return [Feedback(row.author, row.text, _aware(row.at)) for row in rows]
 
     def count_events(self) -> int:
         with self.session() as db:

@@ -1,0 +1,118 @@
+"""The store keeps every save: an append-only log, the latest response beside it, under concurrency and upgrades."""
+
+from __future__ import annotations
+
+import multiprocessing
+
+import pytest
+
+from companion.errors import StoreError
+from companion.store import MAX_VALUE_BYTES, Store, open_store
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def store_url(request, tmp_path):
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'companion.db'}"
+    url = request.getfixturevalue("postgres_url")
+    database = f"t{abs(hash(str(tmp_path))) % 10**9}"
+    from sqlalchemy import create_engine, text
+
+    admin = create_engine(url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text(f"CREATE DATABASE {database}"))
+    admin.dispose()
+    return url.rsplit("/", 1)[0] + "/" + database
+
+
+def test_a_save_is_an_event_and_the_latest_response(store_url):
+    store = open_store(store_url)
+    store.save("ana", "s1", "s1-why", "responded", {"text": "first"}, done=True)
+    store.save("ana", "s1", "s1-why", "responded", {"text": "second"})
+    latest = store.response("ana", "s1-why")
+    assert latest.value == {"text": "second"}
+    assert latest.done is True, "done keeps its stored value when a save does not say"
+    assert latest.shared is False, "reflections are private by default"
+    assert [e.value["text"] for e in store.events("ana")] == ["first", "second"]
+    assert latest.updated_at.tzinfo is not None
+
+
+def test_learners_never_see_each_others_responses(store_url):
+    store = open_store(store_url)
+    store.save("ana", "s1", "s1-why", "responded", {"text": "ana's"})
+    store.save("ben", "s1", "s1-why", "responded", {"text": "ben's"})
+    assert store.responses("ana")["s1-why"].value == {"text": "ana's"}
+    assert store.responses("ben")["s1-why"].value == {"text": "ben's"}
+    assert store.responses("cy") == {}
+
+
+def test_an_oversized_value_is_refused_and_changes_nothing(tmp_path):
+    store = open_store(f"sqlite:///{tmp_path / 'c.db'}")
+    store.save("ana", "s1", "s1-why", "responded", {"text": "kept"})
+    with pytest.raises(StoreError, match="too large to save"):
+        store.save("ana", "s1", "s1-why", "responded", {"text": "x" * (MAX_VALUE_BYTES + 1)})
+    assert store.response("ana", "s1-why").value == {"text": "kept"}
+    assert store.count_events() == 1
+
+
+def test_hostile_text_is_stored_exactly_as_written(tmp_path):
+    store = open_store(f"sqlite:///{tmp_path / 'c.db'}")
+    text = "<script>alert(1)</script> =SUM(A1) '; DROP TABLE events; -- \u202e\U0001f600"
+    store.save("ana", "s1", "s1-why", "responded", {"text": text})
+    assert store.response("ana", "s1-why").value["text"] == text
+
+
+def test_an_unreachable_database_says_what_to_do(tmp_path):
+    with pytest.raises(StoreError, match=r"Could not reach the database .*Connection refused.*Check COMPANION_DB_URL"):
+        open_store("postgresql+psycopg2://nobody@127.0.0.1:1/none")
+
+
+def _writer(url: str, writer: int, count: int) -> None:
+    store = open_store(url)
+    for n in range(count):
+        store.save(f"learner{writer}", "s1", f"s1-a{n % 5}", "responded", {"writer": writer, "n": n}, done=True)
+
+
+@pytest.mark.parametrize("processes", [16])
+def test_many_processes_saving_at_once_lose_no_event(store_url, processes):
+    open_store(store_url)  # created once, as the server does before kernels start
+    per_writer = 60
+    context = multiprocessing.get_context("spawn")
+    workers = [context.Process(target=_writer, args=(store_url, w, per_writer)) for w in range(processes)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(timeout=300)
+    assert [w.exitcode for w in workers] == [0] * processes
+    store = Store(store_url)
+    events = store.events()
+    assert len(events) == processes * per_writer
+    for w in range(processes):
+        mine = [e.value["n"] for e in events if e.username == f"learner{w}"]
+        assert mine == list(range(per_writer)), f"writer {w}'s events are missing or out of order"
+        assert store.response(f"learner{w}", "s1-a4").value == {"writer": w, "n": per_writer - 1}
+
+
+def test_many_processes_opening_a_new_database_migrate_it_once(tmp_path):
+    url = f"sqlite:///{tmp_path / 'fresh.db'}"
+    context = multiprocessing.get_context("spawn")
+    workers = [context.Process(target=_writer, args=(url, w, 3)) for w in range(8)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(timeout=300)
+    assert [w.exitcode for w in workers] == [0] * 8
+    assert Store(url).count_events() == 24
+
+
+def test_a_schema_upgrade_keeps_everything_saved_before_it(tmp_path):
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    old = Store(url)
+    old.upgrade("0001")
+    old.save("ana", "s1", "s1-why", "responded", {"text": "written before the upgrade"}, done=True, shared=True)
+    new = Store(url)
+    new.upgrade()
+    assert new.revision() != "0001"
+    saved = new.response("ana", "s1-why")
+    assert (saved.value, saved.done, saved.shared) == ({"text": "written before the upgrade"}, True, True)
+    assert len(new.events("ana")) == 1
