@@ -1,0 +1,118 @@
+"""A supervisor works through a session in a real browser on a real ``companion serve``, and nothing is lost."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from companion.identity import server_secret, sign
+from companion.settings import load_settings
+from companion.store import open_store
+from conftest import Server, open_session
+
+pytestmark = pytest.mark.browser
+
+RIGHT_ANSWER = "Success for each child and eliminate the opportunity gap by leading with racial equity"
+
+
+@pytest.fixture(scope="module")
+def server(module_course):
+    server = Server(module_course, mode="local", learner="ana")
+    yield server
+    server.stop()
+
+
+def store_of(root):
+    return open_store(load_settings(root).db_url)
+
+
+def test_a_learner_works_through_a_session_and_finds_everything_after_a_reload(server, page):
+    open_session(page, server.page("01-every-activity.ipynb"))
+    assert "Signed in as ana" in page.inner_text(".companion-workbook")
+
+    # Before anything is done, the session cannot be completed, and says what is left.
+    finish = page.get_by_role("button", name="Mark session 1 complete")
+    assert finish.is_disabled()
+    assert "Still to do before you can mark this session complete (4)" in page.inner_text("body")
+
+    # A choice, answered with the keyboard-operable radio and checked.
+    page.get_by_label(RIGHT_ANSWER).check()
+    page.get_by_role("button", name="Check my answer").click()
+    page.get_by_text("That's right.").wait_for()
+    assert "The End is named in the Racial Equity Policy" in page.inner_text("body")
+
+    # A sort: each statement placed, then checked, with a note per item.
+    page.get_by_label("Statement 1 belongs to").select_option("Internalized")
+    page.get_by_label("Statement 2 belongs to").select_option("Interpersonal")
+    page.get_by_label("Statement 3 belongs to").select_option("Structural")
+    page.get_by_role("button", name="Check my sorting").click()
+    page.get_by_text("2 of 3 placed as the authors would.").wait_for()
+    assert "This one is Institutional. A policy of one organization." in page.inner_text("body")
+
+    # A reflection, typed and left to autosave (no Save click), with a live word count.
+    why = page.get_by_label("What is your why for leading with racial equity?")
+    why.click()
+    why.press_sequentially("Because every child deserves leaders who see them.", delay=5)
+    page.get_by_text("8 words").wait_for()
+    page.locator(".companion-status", has_text=re.compile("Saved at")).first.wait_for()
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('.companion-status')].some(e => e.textContent.startsWith('Saved at'))"
+    )
+    # The other reflection, saved with the button.
+    private = page.get_by_label("What would you rather keep to yourself?")
+    private.fill("Only for me.")
+    page.get_by_role("button", name="Save").nth(1).click()
+    page.wait_for_function("() => !document.body.innerText.includes('Unsaved changes')")
+
+    assert store_of(server.root).response("ana", "s1-why").value == {"text": "Because every child deserves leaders who see them."}
+
+    # Reload: everything is still there.
+    open_session(page, server.page("01-every-activity.ipynb"))
+    assert page.get_by_label("What is your why for leading with racial equity?").input_value() == "Because every child deserves leaders who see them."
+    assert page.get_by_label("What would you rather keep to yourself?").input_value() == "Only for me."
+    assert page.get_by_label(RIGHT_ANSWER).is_checked()
+    assert page.get_by_label("Statement 3 belongs to").input_value() == "Structural" or page.locator("select").nth(2).evaluate("s => s.options[s.selectedIndex].text") == "Structural"
+    assert "2 of 3 placed as the authors would." in page.inner_text("body")
+    assert page.get_by_label("Share with my facilitator").first.is_checked() is False
+
+    # Every required activity is done: the session can be completed, with the usefulness questions.
+    page.get_by_text("Every required activity is done").wait_for()
+    page.get_by_label("Very useful").check()
+    page.get_by_label("What is one thing that would make it more useful? (optional)").fill("More time to talk.")
+    page.get_by_role("button", name="Mark session 1 complete").click()
+    page.get_by_text("Session 1 is complete.").wait_for()
+
+    # The landing page shows it complete, and links to each session.
+    page.goto(server.url + "/")
+    page.wait_for_selector(".companion-sessions")
+    first = page.locator('li[data-session="s1"]')
+    assert "Complete" in first.inner_text()
+    assert "(4 of 4 required activities done)" in first.inner_text()
+    assert "Not started" in page.locator('li[data-session="s2"]').inner_text()
+    assert "You have completed 1 of 2 sessions." in page.inner_text("body")
+    first.get_by_role("link").click()
+    page.wait_for_selector(".companion-workbook")
+    assert "Session 1 is complete." in page.inner_text("body")
+
+
+def test_text_a_learner_writes_is_shown_as_text_never_run(server, page):
+    hostile = '<img src=x onerror="document.title=\'pwned\'"><script>document.title="pwned"</script>'
+    store_of(server.root).save("ana", "s2", "s2-note", "responded", {"text": hostile})
+    open_session(page, server.page("02-short.ipynb"))
+    box = page.get_by_label("One thing you noticed this week.")
+    assert box.input_value() == hostile
+    assert page.title() != "pwned"
+    assert page.locator("img[src=x]").count() == 0
+
+
+def test_an_overlong_reflection_is_refused_with_a_message_and_the_saved_text_kept(server, page):
+    open_session(page, server.page("02-short.ipynb"))
+    box = page.get_by_label("One thing you noticed this week.")
+    box.fill("short and kept")
+    page.get_by_role("button", name="Save").click()
+    page.wait_for_function("() => document.body.innerText.includes('Saved at')")
+    box.fill("x" * 20_001)
+    page.get_by_role("button", name="Save").click()
+    page.get_by_text(re.compile("Not saved: this reflection has 20,001 characters; the limit is 20,000")).wait_for()
+    assert store_of(server.root).response("ana", "s2-note").value == {"text": "short and kept"}
