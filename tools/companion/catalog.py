@@ -100,10 +100,12 @@ def read_notebook(path: Path, label: str, session_id: str) -> NotebookReading:
     workbook = None
     activities: list[Activity] = []
     for number, cell in enumerate(cells, 1):
-        if cell.get("cell_type") != "code":
-            continue
         source = cell.get("source", "")
         source = "".join(source) if isinstance(source, list) else source
+        if cell.get("cell_type") == "markdown":
+            problems.extend(_check_note(cell, source, label, number))
+        if cell.get("cell_type") != "code":
+            continue
         try:
             tree = ast.parse(source)
         except SyntaxError as error:
@@ -123,6 +125,16 @@ def read_notebook(path: Path, label: str, session_id: str) -> NotebookReading:
                 if activity:
                     activities.append(activity)
     return NotebookReading(workbook, tuple(activities), tuple(problems))
+
+
+def _check_note(cell: dict, source: str, label: str, number: int) -> list[Problem]:
+    """Facilitator notes must be nbgrader solution cells, or the release keeps (or rejects) them."""
+    marks = cell.get("metadata", {}).get("nbgrader", {})
+    if "BEGIN SOLUTION" in source and not marks.get("solution"):
+        return [Problem(label, number, "has a facilitator note (BEGIN SOLUTION) but is not marked as an nbgrader solution cell, so learners would see it; mark it solution and grade with 0 points")]
+    if marks.get("solution") and not marks.get("grade"):
+        return [Problem(label, number, "is a facilitator note that nbgrader cannot release: mark it grade: true with points: 0")]
+    return []
 
 
 def _read_call(node: ast.Call, kind: str, session_id: str, cell: int, label: str, problems: list) -> Activity | None:

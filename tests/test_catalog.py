@@ -1,0 +1,65 @@
+"""The catalog reads each session's activities from its notebook, and `companion check` reports every mistake with file and cell."""
+
+from __future__ import annotations
+
+import pytest
+
+from companion.catalog import load_catalog
+from companion.cli import main
+from companion.settings import load_settings
+from conftest import FILES, make_course
+
+
+@pytest.fixture
+def broken(tmp_path, monkeypatch):
+    root = make_course(tmp_path / "broken", FILES / "broken_course")
+    monkeypatch.setenv("COMPANION_COURSE_DIR", str(root))
+    return root
+
+
+def test_activities_are_read_from_the_notebook_without_running_it(course):
+    catalog = load_catalog(course)
+    activities = catalog.activities("s1")
+    assert [a.kind for a in activities] == ["Choice", "Sort", "Reflection", "Reflection", "SelfAssessment", "Goal", "SessionComplete"]
+    assert [a.id for a in catalog.required("s1")] == ["s1-end", "s1-levels", "s1-why", "s1-private"]
+    why = catalog.activity("s1-why")
+    assert (why.competency, why.cell, why.title) == ("racial-equity-mindset", 6, "What is your why for leading with racial equity?")
+    assert catalog.problems() == []
+
+
+def test_the_catalog_sees_a_notebook_change_without_a_restart(course):
+    path = course.root / "sessions" / "02-short.ipynb"
+    assert [a.id for a in load_catalog(course).required("s2")] == ["s2-note"]
+    path.write_text(path.read_text().replace('Reflection(\\"s2-note\\"', 'Reflection(\\"s2-changed\\"'))
+    assert [a.id for a in load_catalog(course).required("s2")] == ["s2-changed"]
+
+
+@pytest.mark.parametrize(
+    "expected",
+    [
+        "sessions/01-duplicate-and-malformed-ids.ipynb, cell 4: activity id 's1-why' is already used in sessions/01-duplicate-and-malformed-ids.ipynb, cell 3",
+        "sessions/01-duplicate-and-malformed-ids.ipynb, cell 5: activity id 'S1 Why!' is malformed",
+        "sessions/01-duplicate-and-malformed-ids.ipynb, cell 6: activity id 's2-elsewhere' is malformed",
+        "sessions/01-duplicate-and-malformed-ids.ipynb, cell 7: Choice 's1-pick': answer 'c' is not one of its options",
+        "sessions/02-unknown-competency.ipynb, cell 2: Reflection 's2-why' names unknown competency 'kindness'",
+        "sessions/02-unknown-competency.ipynb, cell 3: Reflection 's2-computed': argument 'prompt' must be a literal",
+        "sessions/02-unknown-competency.ipynb, cell 4: Sort 's2-sort': item 'x' names a category that is not in categories",
+        "sessions/03-no-required-activity.ipynb: has no required activity",
+        "sessions/03-no-required-activity.ipynb, cell 2: has a facilitator note (BEGIN SOLUTION) but is not marked",
+        "sessions/03-no-required-activity.ipynb, cell 3: is a facilitator note that nbgrader cannot release",
+        "sessions/04-missing.ipynb: the notebook does not exist",
+        "sessions/05-wrong-workbook-syntax-error.ipynb, cell 2: Python syntax error on line 1",
+        "sessions/05-wrong-workbook-syntax-error.ipynb: says Workbook(\"s1\") but course/course.toml gives it session 's5'",
+        "sessions/05-wrong-workbook-syntax-error.ipynb: has no SessionComplete(\"s5-complete\") call",
+    ],
+)
+def test_check_reports_each_mistake_with_file_and_cell(broken, capsys, expected):
+    assert main(["check"]) == 1
+    err = capsys.readouterr().err
+    assert expected in err
+    assert "14 problems found; fix them and run 'companion check' again." in err
+
+
+def test_check_passes_a_sound_course(course, capsys):
+    assert main(["check"]) == 0
+    assert capsys.readouterr().out == "All 2 sessions are in order: 9 activities.\n"
