@@ -1,0 +1,69 @@
+"""The README, CI and packaging say what the code does."""
+
+from __future__ import annotations
+
+import re
+import tomllib
+
+from companion.cli import parser
+from conftest import REPO
+
+README = (REPO / "README.md").read_text()
+
+
+def fenced_commands(text: str) -> list[str]:
+    return [block.strip() for block in re.findall(r"```\n(.*?)```", text, re.S) if "\n" not in block.strip()]
+
+
+def test_the_first_screen_gives_the_two_commands():
+    first_screen = "\n".join(README.splitlines()[:25])
+    assert fenced_commands(first_screen) == [
+        "pip install -e . && companion serve",
+        "bash tools/setup-tests.sh && python -m pytest",
+    ]
+
+
+def test_ci_runs_exactly_the_readme_test_command():
+    ci = (REPO / ".ci" / "run").read_text().strip().splitlines()
+    assert ci[-1] == fenced_commands(README)[1]
+    assert "apt-get install" in "\n".join(ci) and "chromium" in "\n".join(ci)
+
+
+def subcommands() -> set[str]:
+    actions = [a for a in parser()._actions if a.__class__.__name__ == "_SubParsersAction"]
+    return set(actions[0].choices)
+
+
+def test_every_command_is_documented_and_every_documented_command_exists():
+    documented = set(re.findall(r"`companion ([a-z-]+)", README))
+    assert documented == subcommands()
+
+
+def test_the_help_lists_every_command():
+    help_text = parser().format_help()
+    for name in subcommands():
+        assert name in help_text
+
+
+def names(requirements) -> set[str]:
+    return {re.split(r"[<>=!\[ ]", r.strip(), maxsplit=1)[0].lower().replace("_", "-") for r in requirements}
+
+
+def test_environment_yml_has_the_same_dependencies_as_pyproject():
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    wanted = names(project["dependencies"]) | names(project["optional-dependencies"]["test"])
+    listed = set()
+    text = (REPO / "environment.yml").read_text()
+    for line in text.split("dependencies:", 1)[1].splitlines():
+        match = re.match(r"^\s+- ([A-Za-z][A-Za-z0-9_.-]*)", line)
+        if match and match.group(1) not in ("python", "pip", "pip:"):
+            listed |= names([match.group(1)])
+    assert listed == wanted
+
+
+def test_public_notebook_functions_have_docstrings_with_examples():
+    import companion.activities as activities
+
+    for name in activities.__all__:
+        doc = getattr(activities, name).__doc__ or ""
+        assert "Example" in doc or ">>>" in doc or "::" in doc, f"{name} needs a docstring with an example"
