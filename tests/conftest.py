@@ -76,15 +76,17 @@ def course(tmp_path, monkeypatch):
 class Server:
     """A real ``companion serve`` in its own process group."""
 
-    def __init__(self, root: Path, mode: str = "local", learner: str = "ana", extra_env: dict | None = None):
+    def __init__(self, root: Path, mode: str = "local", learner: str = "ana", extra_env: dict | None = None, home: Path | None = None):
         self.root = root
+        self.home = home or root / "reflections"
+        self.home.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.log = open(root / f"serve-{self.port}.log", "w+")
+        self.log = open(self.home / f"serve-{self.port}.log", "w+")
         env = {k: v for k, v in os.environ.items() if not k.startswith(("COMPANION_", "JUPYTERHUB_"))}
         env.update(
             COMPANION_COURSE_DIR=str(root),
-            COMPANION_HOME=str(root / "reflections"),
+            COMPANION_HOME=str(self.home),
             COMPANION_LEARNER=learner,
             **(extra_env or {}),
         )
