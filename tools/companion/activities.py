@@ -102,9 +102,13 @@ class Workbook(widgets.VBox):
         self.query = ""
         self._listeners: list[Callable[[], None]] = []
         try:
+            # Everything that does not depend on the learner happens before a preheated
+            # kernel waits for its request, so the page opens with that work already done.
+            store = open_store(self.settings.db_url)
+            load_catalog(self.settings)
             self.query = _query_string()
             self.username = identity.current(self.settings.home, self.query).username
-            self.store = open_store(self.settings.db_url)
+            self.store = store
             self.store.record(self.username, session_id, session_id, "experienced")
             banner = (
                 f'<p class="companion-signed-in">Signed in as <strong>{escape(self.username)}</strong>. '
