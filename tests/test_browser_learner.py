@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import re
+import signal
+from pathlib import Path
 
 import pytest
 
-from companion.identity import server_secret, sign
 from companion.settings import load_settings
 from companion.store import open_store
 from conftest import Server, open_session
@@ -116,3 +118,27 @@ def test_an_overlong_reflection_is_refused_with_a_message_and_the_saved_text_kep
     page.get_by_role("button", name="Save").click()
     page.get_by_text(re.compile("Not saved: this reflection has 20,001 characters; the limit is 20,000")).wait_for()
     assert store_of(server.root).response("ana", "s2-note").value == {"text": "short and kept"}
+
+
+def kernel_pid(kernel_id: str) -> int:
+    """The pid of the kernel process whose connection file names ``kernel_id``."""
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            if f"kernel-{kernel_id}".encode() in cmdline.read_bytes():
+                return int(cmdline.parent.name)
+        except OSError:
+            continue
+    raise AssertionError(f"no process for kernel {kernel_id}")
+
+
+def test_a_kernel_dying_loses_nothing_already_autosaved(server, page):
+    sockets = []
+    page.on("websocket", lambda ws: sockets.append(ws.url))
+    open_session(page, server.page("02-short.ipynb"))
+    box = page.get_by_label("One thing you noticed this week.")
+    box.fill("Written just before the kernel died.")
+    page.wait_for_function("() => document.body.innerText.includes('Saved at') && !document.body.innerText.includes('Unsaved')")
+    kernel_id = next(re.search(r"/api/kernels/([0-9a-f-]{36})/channels", url).group(1) for url in sockets if "/channels" in url)
+    os.kill(kernel_pid(kernel_id), signal.SIGKILL)
+    open_session(page, server.page("02-short.ipynb"))
+    assert page.get_by_label("One thing you noticed this week.").input_value() == "Written just before the kernel died."
