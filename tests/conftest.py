@@ -151,9 +151,20 @@ def page(chromium):
 
 def open_session(page, url: str):
     """Open a session page and wait until its activities are live."""
-    page.goto(url)
-    page.wait_for_selector(".companion-workbook", timeout=120_000)
+    page.goto(url, timeout=180_000)
+    page.wait_for_selector(".companion-workbook", timeout=180_000)
     return page
+
+
+def wait_until(condition, timeout: float = 60, what: str = "the condition"):
+    """Poll ``condition`` until it returns something true; fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        result = condition()
+        if result:
+            return result
+        time.sleep(0.1)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
 # PostgreSQL -------------------------------------------------------------------

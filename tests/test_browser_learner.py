@@ -11,7 +11,7 @@ import pytest
 
 from companion.settings import load_settings
 from companion.store import open_store
-from conftest import Server, open_session
+from conftest import Server, open_session, wait_until
 
 pytestmark = pytest.mark.browser
 
@@ -57,17 +57,18 @@ def test_a_learner_works_through_a_session_and_finds_everything_after_a_reload(s
     why.click()
     why.press_sequentially("Because every child deserves leaders who see them.", delay=5)
     page.get_by_text("8 words").wait_for()
-    page.locator(".companion-status", has_text=re.compile("Saved at")).first.wait_for()
-    page.wait_for_function(
-        "() => [...document.querySelectorAll('.companion-status')].some(e => e.textContent.startsWith('Saved at'))"
+    store = store_of(server.root)
+    wait_until(
+        lambda: store.response("ana", "s1-why") and store.response("ana", "s1-why").value == {"text": "Because every child deserves leaders who see them."},
+        what="the autosave of the reflection",
     )
+    why_status = page.locator(".companion-activity", has=page.get_by_label("What is your why for leading with racial equity?")).locator(".companion-status")
+    assert why_status.inner_text().startswith("Saved at")
     # The other reflection, saved with the button.
     private = page.get_by_label("What would you rather keep to yourself?")
     private.fill("Only for me.")
     page.get_by_role("button", name="Save").nth(1).click()
-    page.wait_for_function("() => !document.body.innerText.includes('Unsaved changes')")
-
-    assert store_of(server.root).response("ana", "s1-why").value == {"text": "Because every child deserves leaders who see them."}
+    wait_until(lambda: store.response("ana", "s1-private"), what="the saved private reflection")
 
     # Reload: everything is still there.
     open_session(page, server.page("01-every-activity.ipynb"))
@@ -113,7 +114,7 @@ def test_an_overlong_reflection_is_refused_with_a_message_and_the_saved_text_kep
     box = page.get_by_label("One thing you noticed this week.")
     box.fill("short and kept")
     page.get_by_role("button", name="Save").click()
-    page.wait_for_function("() => document.body.innerText.includes('Saved at')")
+    wait_until(lambda: store_of(server.root).response("ana", "s2-note").value == {"text": "short and kept"}, what="the save")
     box.fill("x" * 20_001)
     page.get_by_role("button", name="Save").click()
     page.get_by_text(re.compile("Not saved: this reflection has 20,001 characters; the limit is 20,000")).wait_for()
@@ -137,8 +138,32 @@ def test_a_kernel_dying_loses_nothing_already_autosaved(server, page):
     open_session(page, server.page("02-short.ipynb"))
     box = page.get_by_label("One thing you noticed this week.")
     box.fill("Written just before the kernel died.")
-    page.wait_for_function("() => document.body.innerText.includes('Saved at') && !document.body.innerText.includes('Unsaved')")
+    store = store_of(server.root)
+    wait_until(lambda: store.response("ana", "s2-note").value == {"text": "Written just before the kernel died."}, what="the autosave")
     kernel_id = next(re.search(r"/api/kernels/([0-9a-f-]{36})/channels", url).group(1) for url in sockets if "/channels" in url)
     os.kill(kernel_pid(kernel_id), signal.SIGKILL)
     open_session(page, server.page("02-short.ipynb"))
     assert page.get_by_label("One thing you noticed this week.").input_value() == "Written just before the kernel died."
+
+
+def test_a_learner_can_write_save_and_share_with_the_keyboard_alone(server, page):
+    open_session(page, server.page("02-short.ipynb"))
+
+    def tab_to(predicate: str, limit: int = 40) -> None:
+        for _ in range(limit):
+            page.keyboard.press("Tab")
+            if page.evaluate(f"() => {{ const e = document.activeElement; return {predicate}; }}"):
+                return
+        raise AssertionError(f"Tab never reached an element where {predicate}")
+
+    tab_to("e.tagName === 'TEXTAREA' && e.closest('.companion-activity') !== null")
+    page.keyboard.press("Control+A")
+    page.keyboard.type("Typed without a mouse.")
+    tab_to("e.tagName === 'BUTTON' && e.textContent.trim() === 'Save'")
+    page.keyboard.press("Enter")
+    tab_to("e.type === 'checkbox'")
+    page.keyboard.press("Space")
+    store = store_of(server.root)
+    saved = wait_until(lambda: (r := store.response("ana", "s2-note")).shared and r, what="the shared save")
+    assert saved.value == {"text": "Typed without a mouse."}
+    assert saved.shared is True

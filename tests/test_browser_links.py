@@ -9,7 +9,7 @@ import pytest
 from companion.identity import server_secret, sign
 from companion.settings import load_settings
 from companion.store import Store
-from conftest import Server, open_session
+from conftest import Server, open_session, wait_until
 
 pytestmark = pytest.mark.browser
 
@@ -38,9 +38,9 @@ def test_a_personal_link_signs_the_learner_in_and_keeps_them_signed_in_across_pa
     page.wait_for_selector(".companion-workbook")
     page.get_by_label("One thing you noticed this week.").fill("Bea's words")
     page.get_by_role("button", name="Save").click()
-    page.wait_for_function("() => document.body.innerText.includes('Saved at')")
-    saved = Store(load_settings(server.root).db_url).response("bea", "s2-note")
-    assert saved.value == {"text": "Bea's words"}
+    store = Store(load_settings(server.root).db_url)
+    wait_until(lambda: store.response("bea", "s2-note"), what="Bea's save")
+    assert store.response("bea", "s2-note").value == {"text": "Bea's words"}
     assert Store(load_settings(server.root).db_url).response("should-not-be-used", "s2-note") is None
 
 
