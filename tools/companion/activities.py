@@ -159,6 +159,8 @@ class Activity(widgets.VBox):
         self.competency = competency
         self.required = required
         self.status = widgets.HTML(_status(""))
+        self._restoring = False
+        self._cancel: Callable[[], None] | None = None
 
     def _show(self, *controls: widgets.Widget) -> None:
         """Put the controls on the page and fill them with what was saved."""
@@ -173,6 +175,22 @@ class Activity(widgets.VBox):
 
     def restore(self, saved: Response) -> None:
         """Fill the controls from the saved response."""
+
+    def save_now(self) -> None:
+        """Save the current state (activities that autosave implement it)."""
+
+    def _edited(self, _change=None) -> None:
+        """A control changed: say so, and save once the learner pauses for AUTOSAVE_SECONDS."""
+        if self._restoring:
+            return
+        self.status.value = _status("Unsaved changes...", "pending")
+        self._cancel_autosave()
+        self._cancel = _later(AUTOSAVE_SECONDS, self.save_now)
+
+    def _cancel_autosave(self) -> None:
+        if self._cancel:
+            self._cancel()
+            self._cancel = None
 
     def _save(self, verb: str, value: Any, *, done: bool, shared: bool | None = None) -> Response | None:
         if not self.workbook.ready:
@@ -214,8 +232,6 @@ class Reflection(Activity):
         self.share = widgets.Checkbox(value=False, description="Share with my facilitator", indent=False)
         self.save_button = widgets.Button(description="Save", tooltip="Save this reflection now", button_style="primary")
         self.feedback = widgets.HTML("")
-        self._cancel: Callable[[], None] | None = None
-        self._restoring = False
         self.text.observe(self._typed, "value")
         self.share.observe(self._shared, "value")
         self.save_button.on_click(lambda _: self.save_now())
@@ -248,12 +264,7 @@ class Reflection(Activity):
 
     def _typed(self, change) -> None:
         self.words.value = self._word_count(change["new"])
-        if self._restoring:
-            return
-        self.status.value = _status("Unsaved changes...", "pending")
-        if self._cancel:
-            self._cancel()
-        self._cancel = _later(AUTOSAVE_SECONDS, self.save_now)
+        self._edited()
 
     def _shared(self, change) -> None:
         if not self._restoring:
@@ -261,9 +272,7 @@ class Reflection(Activity):
 
     def save_now(self, verb: str = "responded") -> None:
         """Save the text now (the Save button; autosave calls this too)."""
-        if self._cancel:
-            self._cancel()
-            self._cancel = None
+        self._cancel_autosave()
         text = self.text.value
         if len(text) > MAX_TEXT_CHARS:
             self.status.value = _status(
@@ -456,7 +465,6 @@ class SelfAssessment(Activity):
         for scale in self.scales:
             scale.add_class("companion-scale")
             scale.observe(lambda _: self._changed(), "value")
-        self._restoring = False
         self._show(heading, *self.scales)
 
     def ratings(self) -> list[int | None]:
@@ -507,8 +515,6 @@ class Goal(Activity):
             control.add_class("companion-text")
         self.save_button = widgets.Button(description="Save goal", button_style="primary")
         self.save_button.on_click(lambda _: self.save_now())
-        self._restoring = False
-        self._cancel: Callable[[], None] | None = None
         for control in (self.goal, self.measure, self.target, self.progress_status, self.progress):
             control.observe(self._edited, "value")
         self._show(heading, self.goal, self.measure, self.target, self.progress_status, self.progress, self.save_button)
@@ -523,18 +529,8 @@ class Goal(Activity):
         self.progress.value = value.get("progress", "")
         self._restoring = False
 
-    def _edited(self, _change) -> None:
-        if self._restoring:
-            return
-        self.status.value = _status("Unsaved changes...", "pending")
-        if self._cancel:
-            self._cancel()
-        self._cancel = _later(AUTOSAVE_SECONDS, self.save_now)
-
     def save_now(self) -> None:
-        if self._cancel:
-            self._cancel()
-            self._cancel = None
+        self._cancel_autosave()
         texts = (self.goal.value, self.measure.value, self.progress.value)
         if any(len(t) > MAX_TEXT_CHARS for t in texts):
             self.status.value = _status(f"Not saved: each box holds at most {MAX_TEXT_CHARS:,} characters. Shorten it and save again.", "error")
