@@ -73,6 +73,39 @@ def cmd_links(args) -> int:
     return 0
 
 
+def cmd_canvas_links(args) -> int:
+    from .canvas import https_note, links_csv, session_links
+
+    links = session_links(load_settings(), args.base_url, hub=args.hub, repo=args.repo, branch=args.branch)
+    sys.stdout.write(links_csv(links))
+    note = https_note(args.base_url)
+    if note:
+        print(f"note: {note}", file=sys.stderr)
+    return 0
+
+
+def cmd_canvas_package(args) -> int:
+    from .canvas import build_package, https_note
+
+    settings = load_settings()
+    package = build_package(settings, args.base_url, args.output, hub=args.hub, repo=args.repo, branch=args.branch)
+    print(
+        f"Wrote {package}: {len(settings.sessions)} modules, one per session, each with an overview page and a link "
+        "to the session page. Import it in Canvas: Settings > Import Course Content > Common Cartridge 1.x Package."
+    )
+    note = https_note(args.base_url)
+    if note:
+        print(f"note: {note}", file=sys.stderr)
+    return 0
+
+
+def _canvas_link_options(command) -> None:
+    command.add_argument("--base-url", required=True, help="the public address of the server (or, with --hub, of JupyterHub), e.g. https://companion.example.org")
+    command.add_argument("--hub", action="store_true", help="links through JupyterHub instead of a standalone companion server")
+    command.add_argument("--repo", help="with --hub: the course repository's clone URL, which nbgitpuller pulls into each learner's home")
+    command.add_argument("--branch", default="main", help="with --hub: the branch to pull (default main)")
+
+
 def cmd_upgrade(args) -> int:
     from .store import open_store
 
@@ -103,6 +136,16 @@ def parser() -> argparse.ArgumentParser:
     links.add_argument("--days", type=float, help="days each link stays valid (default: link_days in course.toml)")
     links.add_argument("-o", "--output", help="CSV file to write (default: print)")
     links.set_defaults(run=cmd_links)
+
+    canvas = commands.add_parser("canvas", help="the session pages' links for Canvas, and the Common Cartridge package")
+    canvas_commands = canvas.add_subparsers(dest="canvas_command", required=True, metavar="WHAT")
+    canvas_links = canvas_commands.add_parser("links", help="print each session page's link as CSV (with --hub: the JupyterHub, nbgitpuller and LTI forms)")
+    _canvas_link_options(canvas_links)
+    canvas_links.set_defaults(run=cmd_canvas_links)
+    canvas_package = canvas_commands.add_parser("package", help="write the IMS Common Cartridge that Canvas imports as one module per session")
+    _canvas_link_options(canvas_package)
+    canvas_package.add_argument("-o", "--output", default="course.imscc", help="the package to write (default course.imscc)")
+    canvas_package.set_defaults(run=cmd_canvas_package)
 
     upgrade = commands.add_parser("upgrade", help="create or upgrade the database schema")
     upgrade.set_defaults(run=cmd_upgrade)

@@ -3,8 +3,9 @@
 ``serve`` releases the sessions if a source changed, then starts Voila on the
 site folder with preheated kernels (a page opens without waiting for Python to
 start), culling of idle kernels, a ``frame-ancestors`` policy so Canvas may
-frame the pages, and ``/`` redirecting to the learner's home page (the query
-string, and so a personal link, is kept).
+frame the pages (with ``https = true``, cookies marked ``SameSite=None; Secure``
+so browsers keep them inside Canvas's iframe), and ``/`` redirecting to the
+learner's home page (the query string, and so a personal link, is kept).
 
 The same configuration is written to ``<home>/voila.json`` for deployments that
 start Voila themselves (under JupyterHub the headers go in the single-user
@@ -15,13 +16,15 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 from typing import Callable
 
 from tornado import web
 
+from .errors import SettingsError
 from .release import is_stale, release, site_dir
-from .settings import Settings
+from .settings import COURSE_FILE, Settings
 from .store import open_store
 
 HOME_PAGE = "voila/render/home.ipynb"
@@ -36,21 +39,37 @@ TEMPLATE_PAGE = """{%- extends 'lab/index.html.j2' -%}
 """
 
 
+# A CSP host source: [scheme://][*.]host[:port]. No quotes (CSP quotes keywords only), spaces, ';' or paths.
+FRAME_SOURCE = re.compile(r"^(https?://)?(\*\.)?[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*(:(\d{1,5}|\*))?$")
+# Cookie attributes a browser needs to send a cookie inside a third-party iframe (Canvas framing the page).
+THIRD_PARTY_COOKIE = {"samesite": "None", "secure": True}
+
+
 def content_security_policy(settings: Settings) -> str:
-    """``frame-ancestors 'self' <hosts>``: CSP quotes keywords, never hosts."""
+    """``frame-ancestors 'self' <hosts>``: CSP quotes keywords, never hosts.
+
+    A host written with quotes or extra words would silently make browsers refuse
+    every frame, so such an entry is an error that names it."""
+    for source in settings.server.frame_ancestors:
+        if not isinstance(source, str) or not FRAME_SOURCE.match(source):
+            raise SettingsError(
+                f"{COURSE_FILE} [server] frame_ancestors has {source!r}, which is not a host. Write each "
+                'Canvas address as an origin without quotes inside the string or a path, e.g. "https://canvas.example.edu".'
+            )
     return " ".join(["frame-ancestors", "'self'", *settings.server.frame_ancestors])
 
 
 def voila_config(settings: Settings, port: int, host: str = "127.0.0.1") -> dict:
     """Voila's traitlets configuration, generated from course.toml."""
     pool = max(settings.server.preheated_kernels, 0)
-    return {
+    tornado_settings: dict = {"headers": {"Content-Security-Policy": content_security_policy(settings)}}
+    config = {
         "Voila": {
             "ip": host,
             "port": port,
             "open_browser": False,
             "root_dir": str(site_dir(settings)),
-            "tornado_settings": {"headers": {"Content-Security-Policy": content_security_policy(settings)}},
+            "tornado_settings": tornado_settings,
         },
         "VoilaConfiguration": {
             "template": TEMPLATE,
@@ -65,6 +84,12 @@ def voila_config(settings: Settings, port: int, host: str = "127.0.0.1") -> dict
             "cull_connected": False,
         },
     }
+    if settings.server.https:
+        # Framed by Canvas, the page is third-party: browsers send its cookies (the _xsrf
+        # token and the login cookie) only if they are SameSite=None; Secure, and Secure needs HTTPS.
+        tornado_settings["xsrf_cookie_kwargs"] = dict(THIRD_PARTY_COOKIE)
+        config["IdentityProvider"] = {"cookie_options": dict(THIRD_PARTY_COOKIE)}
+    return config
 
 
 def write_template(settings: Settings) -> Path:

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import SettingsError
+from .identity import valid_username
 
 COURSE_FILE = Path("course") / "course.toml"
 ID_PATTERN = re.compile(r"^[a-z0-9]+(-[a-z0-9]+)*$")
@@ -61,6 +62,8 @@ class ServerSettings:
     cull_idle_seconds: int
     preheated_kernels: int
     link_days: int
+    https: bool  # learners reach the pages over HTTPS, so cookies may be third-party (SameSite=None; Secure)
+    facilitators: tuple[str, ...] = ()  # usernames who may open the facilitator dashboard (see companion.dashboard)
 
 
 @dataclass(frozen=True)
@@ -163,6 +166,13 @@ def load_settings(root: Path | str | None = None) -> Settings:
     if len(set(ids)) != len(ids):
         raise SettingsError(f"{path}: session ids repeat ({', '.join(ids)}); each must be unique.")
     server = data.get("server", {})
+    if not isinstance(server.get("https", False), bool):
+        raise SettingsError(f"{path}: [server] https is {server['https']!r}; write true or false, without quotes.")
+    facilitators = server.get("facilitators", [])
+    if not isinstance(facilitators, list) or not all(isinstance(f, str) and valid_username(f) for f in facilitators):
+        raise SettingsError(
+            f"{path}: [server] facilitators is {facilitators!r}; write a list of usernames, e.g. [\"lee\", \"kim\"]."
+        )
     home = Path(os.environ.get("COMPANION_HOME") or root / "reflections").resolve()
     return Settings(
         root=root,
@@ -180,5 +190,7 @@ def load_settings(root: Path | str | None = None) -> Settings:
             cull_idle_seconds=int(server.get("cull_idle_seconds", 900)),
             preheated_kernels=int(server.get("preheated_kernels", 1)),
             link_days=int(server.get("link_days", 120)),
+            https=server.get("https", False),
+            facilitators=tuple(facilitators),
         ),
     )
