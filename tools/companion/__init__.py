@@ -10,6 +10,10 @@ Modules, one concept each:
 - ``activities``the widgets a session notebook is made of
 - ``progress``  completion rules over the store
 - ``landing``   the learner's home page: six sessions and their progress
+- ``dashboard`` the facilitator dashboard: figures, access, the Voila app, feedback
+- ``exports``   the evaluation CSV (formula-safe) and a learner's journal
+- ``xapi``      the xAPI 1.0.3 statement feed
+- ``canvas``    Canvas links and the IMS Common Cartridge package
 - ``release``   nbgrader: learner versions of the session notebooks
 - ``server``    Voila configuration and launch
 - ``cli``       the thin ``companion`` command

@@ -106,6 +106,59 @@ def _canvas_link_options(command) -> None:
     command.add_argument("--branch", default="main", help="with --hub: the branch to pull (default main)")
 
 
+def cmd_roster_import(args) -> int:
+    from .roster import read_roster
+    from .store import open_store
+
+    people = read_roster(args.file)
+    added, updated = open_store(load_settings().db_url).upsert_learners(people)
+    print(f"Imported {len(people)} people from {args.file}: {added} added, {updated} updated; work already saved is kept.")
+    return 0
+
+
+def cmd_dashboard(args) -> int:
+    from .dashboard import facilitator_link
+
+    settings = load_settings()
+    days = args.days or settings.server.link_days
+    link = facilitator_link(settings, args.base_url, args.name, days)
+    print(f"{args.name}'s link to the facilitator dashboard, valid for {days:g} days. Keep it private: it opens every shared reflection.")
+    print(link)
+    return 0
+
+
+def _store_and_catalog():
+    from .catalog import load_catalog
+    from .store import open_store
+
+    settings = load_settings()
+    return open_store(settings.db_url), load_catalog(settings)
+
+
+def cmd_export_evaluation(args) -> int:
+    from .exports import write_evaluation
+
+    count = write_evaluation(*_store_and_catalog(), args.output)
+    print(f"Wrote {count} supervisors to {args.output}.")
+    return 0
+
+
+def cmd_export_xapi(args) -> int:
+    from .xapi import write_xapi
+
+    count = write_xapi(*_store_and_catalog(), args.output, args.base_url)
+    print(f"Wrote {count} xAPI statements to {args.output}.")
+    return 0
+
+
+def cmd_export_journal(args) -> int:
+    from .exports import write_journal
+
+    path = write_journal(*_store_and_catalog(), args.learner, args.output or f"journal-{args.learner}.html", args.format)
+    print(f"Wrote {args.learner}'s reflection journal to {path}.")
+    return 0
+
+
 def cmd_upgrade(args) -> int:
     from .store import open_store
 
@@ -146,6 +199,33 @@ def parser() -> argparse.ArgumentParser:
     _canvas_link_options(canvas_package)
     canvas_package.add_argument("-o", "--output", default="course.imscc", help="the package to write (default course.imscc)")
     canvas_package.set_defaults(run=cmd_canvas_package)
+
+    roster = commands.add_parser("roster", help="import the roster of supervisors")
+    roster_actions = roster.add_subparsers(dest="action", required=True, metavar="ACTION")
+    roster_import = roster_actions.add_parser("import", help="add or update supervisors from a roster CSV (username,name,email,cohort,department; more columns are kept)")
+    roster_import.add_argument("file", help="the roster CSV file")
+    roster_import.set_defaults(run=cmd_roster_import)
+
+    dashboard = commands.add_parser("dashboard", help="print a facilitator's personal link to the facilitator dashboard")
+    dashboard.add_argument("--name", required=True, help="the facilitator's username (on [server] facilitators in course.toml, when that list is set)")
+    dashboard.add_argument("--base-url", default="http://127.0.0.1:8866", help="the server's public address (default http://127.0.0.1:8866)")
+    dashboard.add_argument("--days", type=float, help="days the link stays valid (default: link_days in course.toml)")
+    dashboard.set_defaults(run=cmd_dashboard)
+
+    export = commands.add_parser("export", help="export the evaluation feed (CSV or xAPI) or a learner's journal")
+    feeds = export.add_subparsers(dest="feed", required=True, metavar="WHAT")
+    evaluation = feeds.add_parser("evaluation", help="one CSV row per supervisor: sessions, self-assessments, goals")
+    evaluation.add_argument("-o", "--output", required=True, help="CSV file to write")
+    evaluation.set_defaults(run=cmd_export_evaluation)
+    xapi = feeds.add_parser("xapi", help="one xAPI 1.0.3 statement per event, as JSON Lines")
+    xapi.add_argument("-o", "--output", required=True, help="JSON Lines file to write")
+    xapi.add_argument("--base-url", required=True, help="the server's public address, e.g. https://companion.example.org (names accounts and activities)")
+    xapi.set_defaults(run=cmd_export_xapi)
+    journal = feeds.add_parser("journal", help="one learner's own reflections and goals, as HTML or Markdown")
+    journal.add_argument("--learner", required=True, help="the learner's username")
+    journal.add_argument("-o", "--output", help="file to write (default journal-LEARNER.html; .md gives Markdown)")
+    journal.add_argument("--format", choices=["html", "markdown"], help="html or markdown (default: from the file name)")
+    journal.set_defaults(run=cmd_export_journal)
 
     upgrade = commands.add_parser("upgrade", help="create or upgrade the database schema")
     upgrade.set_defaults(run=cmd_upgrade)

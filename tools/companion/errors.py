@@ -29,3 +29,7 @@ class RosterError(CourseError):
 
 class ReleaseError(CourseError):
     """nbgrader could not produce the learner version of a session."""
+
+
+class ExportError(CourseError):
+    """An export could not be written (a bad address, a missing folder, an unknown learner); nothing was written."""

@@ -42,6 +42,23 @@ HOME_NOTEBOOK = {
 }
 
 
+DASHBOARD_NOTEBOOK = {
+    "cells": [
+        {
+            "cell_type": "code",
+            "execution_count": None,
+            "id": "dashboard",
+            "metadata": {},
+            "outputs": [],
+            "source": "from companion.dashboard import Dashboard\nDashboard()",
+        }
+    ],
+    "metadata": {"kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"}},
+    "nbformat": 4,
+    "nbformat_minor": 5,
+}
+
+
 def nbgrader_dir(settings: Settings) -> Path:
     return settings.home / "nbgrader"
 
@@ -92,7 +109,7 @@ def is_stale(settings: Settings) -> bool:
         source = settings.root / session.notebook
         if not page.exists() or page.stat().st_mtime < max(source.stat().st_mtime, newest_input):
             return True
-    return not (site / "home.ipynb").exists()
+    return not ((site / "home.ipynb").exists() and (site / "dashboard.ipynb").exists())
 
 
 def release(settings: Settings, progress=None) -> list[Path]:
@@ -126,4 +143,5 @@ def release(settings: Settings, progress=None) -> list[Path]:
         if progress:
             progress(session)
     (site / "home.ipynb").write_text(json.dumps(HOME_NOTEBOOK, indent=1) + "\n", encoding="utf-8")
+    (site / "dashboard.ipynb").write_text(json.dumps(DASHBOARD_NOTEBOOK, indent=1) + "\n", encoding="utf-8")
     return pages

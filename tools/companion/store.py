@@ -446,6 +446,195 @@ class Store:
         with self.session() as db:
             return db.scalar(select(func.count(EventRow.id)))
 
+    # Reporting (bulk reads for the dashboard and exports) -------------------
+    #
+    # Each figure is one grouped query over everyone, never one query per learner.
+    # Long reads page by id in short transactions, so an export never holds
+    # SQLite's write lock while learners are saving. Values a learner wrote leave
+    # here only through latest_responses (scores and goals for the exports) and,
+    # for a facilitator, only when the learner shared them (facilitator_view).
+
+    def learners(self) -> list[Learner]:
+        """Every learner (roster-imported or seen on a page), by username."""
+        with self.session() as db:
+            rows = db.execute(
+                select(LearnerRow.username, LearnerRow.name, LearnerRow.email, LearnerRow.cohort, LearnerRow.department)
+                .order_by(LearnerRow.username)
+            )
+            return [Learner(*row) for row in rows]
+
+    def session_summaries(self, required: list[str], finishing: list[str]) -> list[tuple[str, str, int, datetime | None]]:
+        """Per learner and session they saved anything in: ``(username, session_id, done, completed_at)``.
+
+        ``done`` counts the ``required`` activities marked done; ``completed_at`` is
+        when a ``finishing`` activity (a SessionComplete) was done, else None."""
+        from sqlalchemy import and_, case
+
+        is_done = ResponseRow.done == True  # noqa: E712 (SQL, not Python)
+        query = (
+            select(
+                LearnerRow.username,
+                ResponseRow.session_id,
+                func.sum(case((and_(ResponseRow.activity_id.in_(list(required)), is_done), 1), else_=0)),
+                func.max(case((and_(ResponseRow.activity_id.in_(list(finishing)), is_done), ResponseRow.updated_at))),
+            )
+            .join(LearnerRow, LearnerRow.id == ResponseRow.learner_id)
+            .group_by(LearnerRow.username, ResponseRow.session_id)
+        )
+        with self.session() as db:
+            return [
+                (username, session_id, int(done or 0), _aware(completed) if completed is not None else None)
+                for username, session_id, done, completed in db.execute(query)
+            ]
+
+    def last_active(self) -> dict[str, datetime]:
+        """When each learner last did anything (opened a page, saved), by username."""
+        with self.session() as db:
+            rows = db.execute(
+                select(LearnerRow.username, func.max(EventRow.at))
+                .join(LearnerRow, LearnerRow.id == EventRow.learner_id)
+                .group_by(LearnerRow.username)
+            )
+            return {username: _aware(at) for username, at in rows if at is not None}
+
+    def latest_responses(self, activity_ids: list[str]) -> list[Response]:
+        """Everyone's latest responses to these activities, values included (self-assessments, goals for the feed)."""
+        with self.session() as db:
+            rows = db.execute(
+                select(ResponseRow, LearnerRow.username)
+                .join(LearnerRow, LearnerRow.id == ResponseRow.learner_id)
+                .where(ResponseRow.activity_id.in_(list(activity_ids)))
+                .order_by(ResponseRow.id)
+            )
+            return [_response(username, row) for row, username in rows]
+
+    def facilitator_view(self, username: str) -> list[Response]:
+        """What a facilitator may see of one learner: every response, its value only if the learner shared it."""
+        with self.session() as db:
+            rows = db.scalars(
+                select(ResponseRow)
+                .join(LearnerRow, LearnerRow.id == ResponseRow.learner_id)
+                .where(LearnerRow.username == username)
+                .order_by(ResponseRow.id)
+            )
+            return [
+                Response(username, r.session_id, r.activity_id, r.value if r.shared else None, r.done, r.shared, _aware(r.updated_at))
+                for r in rows
+            ]
+
+    def recently_shared(self, limit: int = 20) -> list[Response]:
+        """The latest shared responses across learners, newest first, without their values."""
+        with self.session() as db:
+            rows = db.execute(
+                select(ResponseRow, LearnerRow.username)
+                .join(LearnerRow, LearnerRow.id == ResponseRow.learner_id)
+                .where(ResponseRow.shared == True)  # noqa: E712
+                .order_by(ResponseRow.updated_at.desc(), ResponseRow.id.desc())
+                .limit(limit)
+            )
+            return [
+                Response(username, r.session_id, r.activity_id, None, r.done, r.shared, _aware(r.updated_at))
+                for r, username in rows
+            ]
+
+    def iter_events(self, batch: int = 5000) -> Iterator[tuple[Event, Learner]]:
+        """Every event with its learner, in the order they happened, read ``batch`` at a time."""
+        last = 0
+        while True:
+            with self.session() as db:
+                rows = db.execute(
+                    select(
+                        EventRow.id, EventRow.session_id, EventRow.activity_id, EventRow.verb, EventRow.value, EventRow.at,
+                        LearnerRow.username, LearnerRow.name, LearnerRow.email, LearnerRow.cohort, LearnerRow.department,
+                    )
+                    .join(LearnerRow, LearnerRow.id == EventRow.learner_id)
+                    .where(EventRow.id > last)
+                    .order_by(EventRow.id)
+                    .limit(batch)
+                ).all()
+                chunk = [
+                    (Event(row[6], row[1], row[2], row[3], row[4], _aware(row[5]), row[0]), Learner(*row[6:]))
+                    for row in rows
+                ]
+            if not chunk:
+                return
+            yield from chunk
+            last = chunk[-1][0].id
+
+    def bulk_save(self, saves: list[dict]) -> int:
+        """Many saves in one transaction, each at its own time (seeding a cohort, importing history).
+
+        Each item has the arguments of :meth:`save` (``username, session_id,
+        activity_id, verb, value``, optional ``done``, ``shared``) and optionally
+        ``at`` (an aware datetime; default now) and ``event_only`` (True: an event
+        that changes no response, as :meth:`record`). The same rules hold: every
+        item is an event, the latest by time is the response, ``done`` and
+        ``shared`` keep their values when not given. Returns the number of events added."""
+        from sqlalchemy import insert
+
+        now = utcnow()
+        items = sorted(saves, key=lambda item: _aware(item.get("at") or now))
+        for item in items:
+            _check_size(item.get("value"))
+        names = sorted({item["username"] for item in items})
+        with self.session() as db:
+            ids: dict[str, int] = {}
+            for start in range(0, len(names), 500):
+                chunk = names[start : start + 500]
+                ids.update(db.execute(select(LearnerRow.username, LearnerRow.id).where(LearnerRow.username.in_(chunk))).all())
+            missing = [name for name in names if name not in ids]
+            if missing:
+                db.execute(
+                    insert(LearnerRow),
+                    [dict(username=n, name="", email="", cohort="", department="", extra={}, created_at=now) for n in missing],
+                )
+                for start in range(0, len(missing), 500):
+                    chunk = missing[start : start + 500]
+                    ids.update(db.execute(select(LearnerRow.username, LearnerRow.id).where(LearnerRow.username.in_(chunk))).all())
+            if not items:
+                return 0
+            db.execute(
+                insert(EventRow),
+                [
+                    dict(
+                        learner_id=ids[i["username"]], session_id=i["session_id"], activity_id=i["activity_id"],
+                        verb=i["verb"], value=i.get("value"), at=_aware(i.get("at") or now),
+                    )
+                    for i in items
+                ],
+            )
+            learner_ids = sorted(set(ids[name] for name in names))
+            existing: dict[tuple[int, str], ResponseRow] = {}
+            for start in range(0, len(learner_ids), 500):
+                chunk = learner_ids[start : start + 500]
+                for row in db.scalars(select(ResponseRow).where(ResponseRow.learner_id.in_(chunk))):
+                    existing[(row.learner_id, row.activity_id)] = row
+            new: dict[tuple[int, str], dict] = {}
+            for item in items:
+                if item.get("event_only"):
+                    continue
+                key = (ids[item["username"]], item["activity_id"])
+                state = existing.get(key)
+                if state is None:
+                    state = new.setdefault(
+                        key,
+                        dict(learner_id=key[0], session_id=item["session_id"], activity_id=key[1], done=False, shared=False),
+                    )
+                    target = state.__setitem__
+                elif _aware(state.updated_at) > _aware(item.get("at") or now):
+                    continue  # older than what is saved: an event, not the latest response
+                else:
+                    target = lambda name, value, row=state: setattr(row, name, value)  # noqa: E731
+                target("value", item.get("value"))
+                target("updated_at", _aware(item.get("at") or now))
+                if item.get("done") is not None:
+                    target("done", bool(item["done"]))
+                if item.get("shared") is not None:
+                    target("shared", bool(item["shared"]))
+            if new:
+                db.execute(insert(ResponseRow), list(new.values()))
+        return len(items)
+
 
 _open: dict[tuple[int, str], Store] = {}
 

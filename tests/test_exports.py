@@ -1,0 +1,411 @@
+"""The evaluation feed (CSV and xAPI) and a learner's journal, checked against a seeded cohort and
+an independent xAPI implementation (ralph-malph's statement models)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import random
+import uuid
+from datetime import datetime, timezone
+from html.parser import HTMLParser
+
+import mistune
+import pandas as pd
+import pytest
+from ralph.models.xapi.base.statements import BaseXapiStatement
+from ralph.models.xapi.concepts.verbs.adl_vocabulary import AnsweredVerb
+from ralph.models.xapi.concepts.verbs.scorm_profile import CompletedVerb
+
+import cohort
+from companion.catalog import load_catalog
+from companion.cli import main
+from companion.exports import ExportError, journal, neutralise, write_evaluation, write_journal
+from companion.settings import load_settings
+from companion.store import open_store
+from companion.xapi import write_xapi
+
+LEARNERS = 1200
+BASE = "https://companion.psesd.example.org"
+# The documented columns, written out by hand for the test course (2 sessions, 4 competencies).
+COMPETENCIES = ["cultural_proficiency", "racial_equity_advocate", "racial_equity_mindset", "transformational_value"]
+COLUMNS = (
+    ["username", "name", "email", "cohort", "department", "s1_status", "s1_completed_on", "s2_status", "s2_completed_on",
+     "sessions_completed", "series_completed", "series_completed_on"]
+    + [f"{c}_{part}" for c in COMPETENCIES for part in ("start", "end", "change")]
+    + ["goals_set"]
+    + [f"goal_{c}{part}" for c in COMPETENCIES for part in ("", "_target", "_status", "_progress")]
+    + ["last_active"]
+)
+
+
+@pytest.fixture(scope="module")
+def seeded(tmp_path_factory):
+    root = cohort.make_evaluation_course(tmp_path_factory.mktemp("feed") / "course")
+    settings = load_settings(root)
+    store = open_store(f"sqlite:///{root / 'reflections' / 'companion.db'}")
+    now = datetime.now(timezone.utc)
+    plans = cohort.plan_cohort(LEARNERS, now)
+    events = cohort.seed(store, plans)
+    return store, load_catalog(settings), plans, events, now
+
+
+def test_the_evaluation_csv_of_a_1200_learner_cohort_matches_the_plan(seeded, tmp_path):
+    store, catalog, plans, _, _ = seeded
+    path = tmp_path / "evaluation.csv"
+    assert write_evaluation(store, catalog, path) == len(plans) > LEARNERS * 0.95
+
+    table = pd.read_csv(path, dtype=str, keep_default_na=False)
+    assert list(table.columns) == COLUMNS
+    assert sorted(table["username"]) == sorted(p.username for p in plans)
+    rows = table.set_index("username")
+    for plan in plans:
+        row = rows.loc[plan.username]
+        for session in ("s1", "s2"):
+            assert row[f"{session}_status"] == plan.states[session], (plan.username, session)
+            when = plan.completed_at.get(session)
+            assert row[f"{session}_completed_on"] == (cohort.utc(when).date().isoformat() if when else "")
+        done = [s for s in ("s1", "s2") if plan.states[s] == "complete"]
+        assert int(row["sessions_completed"]) == len(done)
+        assert row["series_completed"] == ("yes" if len(done) == 2 else "no")
+        last = max(plan.completed_at.values()) if len(done) == 2 else None
+        assert row["series_completed_on"] == (cohort.utc(last).date().isoformat() if last else "")
+        start, end = plan.start_score, plan.end_score
+        assert row["cultural_proficiency_start"] == ("" if start is None else str(start))
+        assert row["cultural_proficiency_end"] == ("" if end is None else str(end))
+        if start is not None and end is not None:
+            assert float(row["cultural_proficiency_change"]) == pytest.approx(end - start, abs=0.006)
+        else:
+            assert row["cultural_proficiency_change"] == ""
+        assert row["racial_equity_mindset_start"] == ""
+        assert int(row["goals_set"]) == sum(goal[0] for goal in plan.goals.values())
+        for competency, (_, status, target, text) in plan.goals.items():
+            key = competency.replace("-", "_")
+            assert row[f"goal_{key}_status"] == status
+            assert row[f"goal_{key}_target"] == (target or "")
+            assert row[f"goal_{key}"] == ("'" + text if text.startswith("=") else text)
+            assert row[f"goal_{key}_progress"] == "'-on track"
+        expected_name = ("'" + plan.name) if plan.name[:1] in "=+-@\t" and plan.name else plan.name
+        assert row["name"] == expected_name
+        assert row["cohort"] == ("'" + plan.cohort if plan.cohort.startswith("=") else plan.cohort)
+        active = plan.last_active
+        assert row["last_active"] == (cohort.utc(active).isoformat(timespec="seconds") if active else "")
+
+
+def test_scores_and_counts_are_numbers_and_negative_changes_are_not_quoted(seeded, tmp_path):
+    store, catalog, plans, _, _ = seeded
+    path = tmp_path / "evaluation.csv"
+    write_evaluation(store, catalog, path)
+    table = pd.read_csv(path)
+    assert table["sessions_completed"].dtype.kind == "i"
+    assert table["cultural_proficiency_change"].dtype.kind == "f"
+    assert (table["cultural_proficiency_change"] < 0).any(), "the cohort has someone whose score went down"
+    falling = sum(1 for p in plans if p.start_score is not None and p.end_score is not None and p.end_score < p.start_score)
+    assert (table["cultural_proficiency_change"] < 0).sum() == falling
+
+
+@pytest.mark.parametrize(
+    "cell, shown",
+    [("=SUM(A1:A9)", "'=SUM(A1:A9)"), ("+1 555", "'+1 555"), ("-2", "'-2"), ("@admin", "'@admin"), ("\tx", "'\tx"),
+     ("\rx", "'\rx"), ("plain", "plain"), ("a=b", "a=b"), ("", ""), (-0.5, -0.5), (3, 3)],
+)
+def test_a_cell_a_spreadsheet_would_run_gets_a_leading_quote(cell, shown):
+    assert neutralise(cell) == shown
+
+
+def test_every_text_cell_in_the_csv_is_safe_to_open_in_a_spreadsheet(seeded, tmp_path):
+    store, catalog, _, _, _ = seeded
+    path = tmp_path / "evaluation.csv"
+    write_evaluation(store, catalog, path)
+    with path.open(newline="", encoding="utf-8") as handle:
+        reader = csv.reader(handle)
+        header = next(reader)
+        numeric = {c for c in header if c.endswith(("_start", "_end", "_change")) or c in ("sessions_completed", "goals_set")}
+        for row in reader:
+            for column, cell in zip(header, row):
+                if column not in numeric:
+                    assert not cell.startswith(("=", "+", "-", "@", "\t", "\r")), (column, cell)
+
+
+def test_the_xapi_feed_has_one_valid_statement_per_event(seeded, tmp_path):
+    store, catalog, plans, events, _ = seeded
+    path = tmp_path / "statements.jsonl"
+    assert write_xapi(store, catalog, path, BASE) == events
+    lines = path.read_text(encoding="utf-8").splitlines()
+    assert len(lines) == events == sum(len(p.saves) for p in plans)
+
+    statements = [json.loads(line) for line in lines]
+    for statement in validation_sample(statements):
+        BaseXapiStatement.model_validate(statement)  # ralph-malph: an independent xAPI implementation
+    for statement in statements:
+        assert statement["version"] == "1.0.3"
+        assert uuid.UUID(statement["id"]).version == 5
+        assert statement["timestamp"].endswith("Z")
+        assert statement["actor"]["account"] == {"homePage": BASE, "name": statement["actor"]["account"]["name"]}
+
+    assert len({s["id"] for s in statements}) == len(statements), "statement ids are unique"
+    verbs = {s["verb"]["id"] for s in statements}
+    assert verbs == {
+        "http://adlnet.gov/expapi/verbs/experienced",
+        "http://adlnet.gov/expapi/verbs/responded",
+        "http://adlnet.gov/expapi/verbs/answered",
+        "http://adlnet.gov/expapi/verbs/completed",
+    }
+    assert CompletedVerb().id in verbs and AnsweredVerb().id in verbs
+
+    # Every planned event is there: who, verb, object and time.
+    def key(username, verb, object_id, when):
+        return (username, verb, object_id, when)
+
+    def object_id(item):
+        if item["activity_id"] == item["session_id"] or item["activity_id"].endswith("-complete"):
+            return f"{BASE}/xapi/sessions/{item['session_id']}"
+        return f"{BASE}/xapi/activities/{item['activity_id']}"
+
+    planned = sorted(
+        key(i["username"], i["verb"], object_id(i), cohort.utc(i["at"]).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z")
+        for p in plans
+        for i in p.saves
+    )
+    found = sorted(
+        key(s["actor"]["account"]["name"], s["verb"]["display"]["en-US"], s["object"]["id"], s["timestamp"]) for s in statements
+    )
+    assert found == planned
+    assert all(s["verb"]["id"].endswith("/" + s["verb"]["display"]["en-US"]) for s in statements)
+
+    # Completion of a session is about the session; scores carry their range.
+    completed = [s for s in statements if s["verb"]["id"] == CompletedVerb().id]
+    assert len(completed) == sum(len(p.completed_at) for p in plans)
+    assert all(s["result"]["completion"] is True for s in completed)
+    scored = [s for s in statements if s["object"]["id"].endswith("/s1-levels") and "score" in s.get("result", {})]
+    planned_sorts = [i["value"]["score"] for p in plans for i in p.saves if i["activity_id"] == "s1-levels" and "score" in i["value"]]
+    assert len(scored) == len(planned_sorts) > 0
+    assert all(s["result"]["score"]["max"] == 3 and s["result"]["score"]["min"] == 0 for s in scored)
+    assert sorted(s["result"]["score"]["raw"] for s in scored) == sorted(planned_sorts)
+
+    # Nothing a learner wrote is in the feed.
+    text = path.read_text(encoding="utf-8")
+    for written in ("A reflection", "Noticed 0.", "Coach weekly", "Monthly check-ins", "on track"):
+        assert written not in text
+
+
+def validation_sample(statements: list[dict], extra: int = 400) -> list[dict]:
+    """Every shape of statement once (verb, kind of object, result fields, actor fields), and a random few hundred more.
+
+    ralph takes milliseconds a statement (its IRI check is a large regular expression), so
+    validating all 11,000 would spend most of a minute on copies of the same shapes."""
+    def shape(s):
+        result = s.get("result", {})
+        return (s["verb"]["id"], s["object"]["id"].rsplit("/", 1)[-1].split("-")[-1], tuple(sorted(result)),
+                tuple(sorted(result.get("score", {}))), tuple(sorted(s["actor"])), tuple(sorted(s["context"]["contextActivities"])))
+    seen, sample = set(), []
+    for statement in statements:
+        if shape(statement) not in seen:
+            seen.add(shape(statement))
+            sample.append(statement)
+    return sample + random.Random(7).sample(statements, min(extra, len(statements)))
+
+
+def test_the_validator_refuses_what_xapi_forbids(seeded, tmp_path):
+    """The independent validator is not a rubber stamp: a broken copy of a real statement fails."""
+    store, catalog, _, _, _ = seeded
+    path = tmp_path / "statements.jsonl"
+    write_xapi(store, catalog, path, BASE)
+    good = json.loads(path.read_text().splitlines()[0])
+    BaseXapiStatement.model_validate(good)
+    for breaking in (
+        lambda s: s["verb"].update(id="completed"),
+        lambda s: s["actor"].pop("account"),
+        lambda s: s.update(version="2.0"),
+        lambda s: s["object"].update(id="not an iri"),
+        lambda s: s.update(timestamp="yesterday"),
+    ):
+        broken = json.loads(json.dumps(good))
+        breaking(broken)
+        with pytest.raises(Exception):
+            BaseXapiStatement.model_validate(broken)
+
+
+def test_exporting_again_gives_the_same_statement_ids(seeded, tmp_path):
+    store, catalog, _, _, _ = seeded
+    first, second = tmp_path / "a.jsonl", tmp_path / "b.jsonl"
+    write_xapi(store, catalog, first, BASE)
+    write_xapi(store, catalog, second, BASE + "/")
+    ids = lambda path: [json.loads(line)["id"] for line in path.read_text().splitlines()]  # noqa: E731
+    assert ids(first) == ids(second)
+
+
+def test_a_verb_outside_the_adl_vocabulary_gets_the_companions_own_iri(course, tmp_path):
+    store = open_store(course.db_url)
+    store.save("ana", "s2", "s2-note", "responded", {"text": "mine"}, done=True, shared=True)
+    store.save("ana", "s2", "s2-note", "unshared", {"text": "mine"}, shared=False)
+    path = tmp_path / "s.jsonl"
+    write_xapi(store, load_catalog(course), path, BASE)
+    statements = [json.loads(line) for line in path.read_text().splitlines()]
+    for statement in statements:
+        BaseXapiStatement.model_validate(statement)
+    assert [s["verb"]["id"] for s in statements] == ["http://adlnet.gov/expapi/verbs/responded", f"{BASE}/xapi/verbs/unshared"]
+
+
+@pytest.mark.parametrize("base", ["", "companion.example.org", "ftp://x.org", "https://x.org/a b"])
+def test_the_xapi_export_needs_the_companions_address(course, tmp_path, base):
+    with pytest.raises(ExportError, match="public address"):
+        write_xapi(open_store(course.db_url), load_catalog(course), tmp_path / "s.jsonl", base)
+    assert not (tmp_path / "s.jsonl").exists()
+
+
+def test_an_export_to_a_missing_folder_says_so_and_writes_nothing(course, tmp_path):
+    with pytest.raises(ExportError, match="does not exist"):
+        write_evaluation(open_store(course.db_url), load_catalog(course), tmp_path / "nope" / "e.csv")
+    assert not (tmp_path / "nope").exists()
+
+
+def test_the_feed_is_the_same_from_sqlite_and_postgresql(postgres_url, tmp_path):
+    from sqlalchemy import create_engine, text
+
+    database = f"f{abs(hash(str(tmp_path))) % 10**9}"
+    admin = create_engine(postgres_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text(f"CREATE DATABASE {database}"))
+    admin.dispose()
+    root = cohort.make_evaluation_course(tmp_path / "course")
+    catalog = load_catalog(load_settings(root))
+    plans = cohort.plan_cohort(150, datetime.now(timezone.utc), seed=11)
+    outputs = []
+    for url in (f"sqlite:///{tmp_path / 'c.db'}", postgres_url.rsplit("/", 1)[0] + "/" + database):
+        store = open_store(url)
+        cohort.seed(store, plans)
+        csv_path, xapi_path = tmp_path / "e.csv", tmp_path / "x.jsonl"
+        write_evaluation(store, catalog, csv_path)
+        write_xapi(store, catalog, xapi_path, BASE)
+        outputs.append((csv_path.read_text(), xapi_path.read_text()))
+    assert outputs[0][0] == outputs[1][0]
+    assert outputs[0][1] == outputs[1][1]
+
+
+# Journal ---------------------------------------------------------------------------
+
+HOSTILE = '<script>document.title="pwned"</script><img src=x onerror=alert(1)> [link](javascript:alert(1))\n# not a heading\n1. not a list\n    not code'
+
+
+class Tags(HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.tags, self.text = [], []
+
+    def handle_starttag(self, tag, attrs):
+        self.tags.append((tag, dict(attrs)))
+
+    def handle_data(self, data):
+        self.text.append(data)
+
+
+def parse(html: str) -> Tags:
+    tags = Tags()
+    tags.feed(html)
+    return tags
+
+
+@pytest.fixture
+def journaling(course):
+    store = open_store(course.db_url)
+    store.upsert_learners([{"username": "ana", "name": "Ana <b>R</b>", "email": "", "cohort": "W", "department": "", "extra": {}}])
+    store.save("ana", "s1", "s1-why", "responded", {"text": HOSTILE}, done=True, shared=True)
+    store.save("ana", "s1", "s1-private", "responded", {"text": "Only for me."}, done=True)
+    store.add_feedback("ana", "s1-why", "lee", "Thank you <i>for this</i>.")
+    store.save("ana", "s1", "s1-goal", "responded", {"competency": "transformational-value", "goal": "Coach *weekly*", "measure": "Check-ins", "target": "2025-06-30", "status": "Met", "progress": "Done"}, done=True)
+    store.save("ben", "s1", "s1-why", "responded", {"text": "Ben's words"}, done=True, shared=True)
+    return store, load_catalog(course)
+
+
+def test_the_html_journal_shows_the_learners_own_words_as_text(journaling):
+    store, catalog = journaling
+    page = journal(store, catalog, "ana", "html")
+    found = parse(page)
+    assert {tag for tag, _ in found.tags} <= {"html", "head", "meta", "title", "style", "body", "h1", "p", "section", "h2", "em", "h3", "div", "dl", "dt", "dd"}
+    text = "".join(found.text)
+    assert HOSTILE in text
+    assert "Only for me." in text, "the learner's own journal has their private reflections"
+    assert "Thank you <i>for this</i>." in text
+    assert "Coach *weekly*" in text and "Met" in text and "2025-06-30" in text
+    assert "Ben's words" not in text
+    assert "Reflection journal: Ana <b>R</b>" in text
+
+
+def test_the_markdown_journal_renders_as_text_in_a_markdown_renderer(journaling, tmp_path):
+    store, catalog = journaling
+    path = write_journal(store, catalog, "ana", tmp_path / "ana.md")
+    source = path.read_text(encoding="utf-8")
+    rendered = mistune.html(source)
+    found = parse(rendered)
+    tags = {tag for tag, _ in found.tags}
+    assert not tags & {"script", "img", "a", "ol", "pre", "code", "b", "i"}, tags
+    text = "".join(found.text)
+    assert "Coach *weekly*" in text
+    for line in HOSTILE.splitlines():
+        assert line.strip() in text.replace("\xa0", " ")
+    assert "Only for me." in text and "Ben's words" not in text
+
+
+def test_the_journal_keeps_words_written_for_an_activity_the_course_dropped(journaling):
+    store, catalog = journaling
+    store.save("ana", "s1", "s1-retired", "responded", {"text": "Written for an older notebook."}, done=True)
+    assert "Written for an older notebook." in journal(store, catalog, "ana", "markdown")
+    assert "From activities no longer in the course" in journal(store, catalog, "ana", "html")
+
+
+def test_a_journal_for_nobody_says_so(journaling):
+    store, catalog = journaling
+    with pytest.raises(ExportError, match="No learner 'cy'"):
+        journal(store, catalog, "cy")
+
+
+def test_a_learner_with_nothing_written_gets_a_journal_that_says_so(journaling):
+    store, catalog = journaling
+    store.ensure_learner("dee")
+    assert "No reflections or goals saved yet." in journal(store, catalog, "dee", "markdown")
+
+
+# The commands (need `companion export ...` wired in cli.py) --------------------------------
+
+
+def test_export_evaluation_writes_the_csv(course, journaling, tmp_path, capsys):
+    path = tmp_path / "evaluation.csv"
+    assert main(["export", "evaluation", "-o", str(path)]) == 0
+    assert capsys.readouterr().out.strip() == f"Wrote 2 supervisors to {path}."
+    table = pd.read_csv(path, dtype=str, keep_default_na=False)
+    assert list(table["username"]) == ["ana", "ben"]
+    assert table.loc[0, "goal_transformational_value_status"] == "Met"
+
+
+def test_export_xapi_writes_statements(course, journaling, tmp_path, capsys):
+    path = tmp_path / "statements.jsonl"
+    assert main(["export", "xapi", "-o", str(path), "--base-url", BASE]) == 0
+    assert capsys.readouterr().out.strip() == f"Wrote 4 xAPI statements to {path}."
+    for line in path.read_text().splitlines():
+        BaseXapiStatement.model_validate(json.loads(line))
+
+
+def test_export_journal_writes_the_learners_document(course, journaling, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert main(["export", "journal", "--learner", "ana"]) == 0
+    assert "journal-ana.html" in capsys.readouterr().out
+    assert "Only for me." in (tmp_path / "journal-ana.html").read_text()
+    assert main(["export", "journal", "--learner", "ana", "-o", "ana.md"]) == 0
+    assert (tmp_path / "ana.md").read_text().startswith("# Reflection journal: Ana &lt;b&gt;R&lt;/b&gt;")
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["export", "xapi", "-o", "s.jsonl", "--base-url", "companion.example.org"], "is not the companion's public address"),
+        (["export", "journal", "--learner", "nobody"], "No learner 'nobody'"),
+        (["export", "evaluation", "-o", "missing/e.csv"], "does not exist"),
+    ],
+    ids=["bad address", "unknown learner", "missing folder"],
+)
+def test_export_errors_are_one_clear_line(course, tmp_path, capsys, monkeypatch, args, message):
+    monkeypatch.chdir(tmp_path)
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and message in err and "Traceback" not in err
