@@ -505,6 +505,8 @@ class Goal(Activity):
         heading = widgets.HTML(
             f'<h3 class="companion-competency">Goal: {escape(name)}</h3>'
             + (f'<p class="companion-prompt">{escape(prompt)}</p>' if prompt else "")
+            + '<p class="companion-note">Goals are part of your evaluation record: your facilitator '
+            "and the agency's evaluation system receive them, with your progress updates.</p>"
         )
         self.goal = widgets.Textarea(description="My goal", placeholder="What will you do, with whom, and why?")
         self.measure = widgets.Textarea(description="How I will know I met it (success measure)")
