@@ -1,0 +1,275 @@
+"""Session pages in headless Chromium: time to interactive, a 20-learner burst, the save round trip.
+
+Time to interactive (TTI) is measured from the start of ``page.goto`` until the
+first reflection box inside ``.companion-activity`` is visible and editable, in
+a fresh browser context per load. Each load also records where the time went,
+from the page's Navigation Timing: when the server finished sending the HTML
+(``html``: Voila executes the notebook before it answers), DOMContentLoaded
+(``dom``), the load event (``load``: every script fetched and run), and when
+the page opened its kernel websocket (``ws``); from ``load`` to TTI the page
+fetches the widget state from the kernel and renders it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import sqlite3
+import time
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+
+from common import (
+    ACTIVITY_ID,
+    browser_cpu,
+    CHROMIUM,
+    CHROMIUM_FLAGS,
+    LOAD_TIMEOUT_MS,
+    PAGE,
+    TEXTAREA,
+    kernel_memory,
+    link_query,
+    log,
+    summary,
+    tree_cpu,
+)
+
+KERNEL_SOCKET = re.compile(r"/api/kernels/([0-9a-f-]{36})/channels")
+NAVIGATION = """() => {
+  const n = performance.getEntriesByType('navigation')[0];
+  return {html: n.responseEnd, dom: n.domContentLoadedEventEnd, load: n.loadEventEnd, now: performance.now()};
+}"""
+SHUTDOWN = """async (kernel) => {
+  // Voila's render page sets no _xsrf cookie; tornado accepts any token that matches its cookie.
+  let xsrf = (document.cookie.match(/_xsrf=([^;]+)/) || [])[1];
+  if (!xsrf) { xsrf = 'benchmark'; document.cookie = '_xsrf=benchmark; path=/'; }
+  // Absolute: the companion's page lives under /voila/render/, stock Voila's at /.
+  await fetch('/voila/api/shutdown/' + kernel, {method: 'POST', headers: {'X-XSRFToken': xsrf}});
+}"""
+
+
+async def launch(playwright):
+    return await playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
+
+
+class Load:
+    """One page load in its own browser context; ``await load.run()`` then read the figures."""
+
+    def __init__(self, browser, url: str):
+        self.browser, self.url = browser, url
+        self.tti = self.html = self.dom = self.load = self.ws = None
+        self.kernel_id: str | None = None
+        self.error: str | None = None
+        self.browser_cpu = 0.0
+        self.failed_requests: list[str] = []
+
+    async def run(self) -> "Load":
+        self.context = await self.browser.new_context(viewport={"width": 1100, "height": 900})
+        page = self.page = await self.context.new_page()
+        page.set_default_timeout(LOAD_TIMEOUT_MS)
+        start = time.monotonic()
+
+        def on_socket(socket):
+            found = KERNEL_SOCKET.search(socket.url)
+            if found and self.kernel_id is None:
+                self.kernel_id, self.ws = found.group(1), time.monotonic() - start
+
+        page.on("websocket", on_socket)
+        page.on("requestfailed", lambda request: self.failed_requests.append(request.url))
+        try:
+            await page.goto(self.url, wait_until="commit", timeout=LOAD_TIMEOUT_MS)
+            box = page.locator(TEXTAREA).first
+            await box.wait_for(state="visible", timeout=LOAD_TIMEOUT_MS)
+            while not await box.is_editable():
+                await asyncio.sleep(0.005)
+            self.tti = time.monotonic() - start
+            before = time.monotonic() - start
+            timing = await page.evaluate(NAVIGATION)
+            # Page times are from the page's time origin; shift them onto our clock (goto start = 0).
+            shift = before - timing["now"] / 1000
+            self.html, self.dom, self.load = (shift + timing[k] / 1000 for k in ("html", "dom", "load"))
+        except Exception as error:  # a load that never became interactive is counted, not hidden
+            self.error = f"{type(error).__name__}: {str(error).splitlines()[0][:200]}"
+        return self
+
+    async def close(self, shutdown_kernel: bool = True) -> None:
+        if shutdown_kernel and self.kernel_id and self.error is None:
+            try:
+                await self.page.evaluate(SHUTDOWN, self.kernel_id)
+            except Exception:
+                pass
+        await self.context.close()
+
+
+def _phases(loads: list[Load]) -> dict:
+    ok = [x for x in loads if x.tti is not None]
+    return {
+        "tti": summary([x.tti for x in ok]),
+        "html": summary([x.html for x in ok]),
+        "dom": summary([x.dom for x in ok]),
+        "load": summary([x.load for x in ok]),
+        "ws": summary([x.ws for x in ok if x.ws is not None]),
+        "failed": len(loads) - len(ok),
+        "errors": sorted({x.error for x in loads if x.error}),
+        "failed_requests": sorted({u for x in loads for u in x.failed_requests}),
+    }
+
+
+# 1. Time to interactive, one learner at a time --------------------------------
+
+
+async def _sequential(servers: dict, loads: int, warmup: int) -> dict:
+    from playwright.async_api import async_playwright
+
+    results: dict[str, list[Load]] = {name: [] for name in servers}
+    async with async_playwright() as playwright:
+        browser = await launch(playwright)
+        servers_pids = {server.process.pid for server in servers.values()}
+        for number in range(warmup + loads):
+            for name, server in servers.items():  # side by side: A, B, A, B, ...
+                before = browser_cpu(servers_pids)
+                load = await Load(browser, server.page(PAGE, link_query(f"tti{number}"))).run()
+                load.browser_cpu = browser_cpu(servers_pids) - before
+                await load.close()
+                if number >= warmup:
+                    results[name].append(load)
+            if number >= warmup:
+                done = number - warmup + 1
+                if done % 5 == 0 or done == loads:
+                    log(f"  TTI {done}/{loads}: " + ", ".join(f"{n} {r[-1].tti or float('nan'):.2f} s" for n, r in results.items()))
+        await browser.close()
+    figures = {name: _phases(r) for name, r in results.items()}
+    for name, r in results.items():
+        figures[name]["browser_cpu_per_load"] = sum(x.browser_cpu for x in r) / max(len(r), 1)
+    return figures
+
+
+def time_to_interactive(servers: dict, loads: int = 20, warmup: int = 1) -> dict:
+    """Sequential loads of the session page, alternating between the servers."""
+    return asyncio.run(_sequential(servers, loads, warmup))
+
+
+# 2. A burst of learners --------------------------------------------------------
+
+
+async def _burst(server, learners: int, window: float) -> dict:
+    from playwright.async_api import async_playwright
+
+    async with async_playwright() as playwright:
+        browser = await launch(playwright)
+        loads = [Load(browser, server.page(PAGE, link_query(f"burst{n}"))) for n in range(learners)]
+
+        async def arrive(n: int, load: Load):
+            await asyncio.sleep(window * n / learners)  # arrivals spread evenly over the window
+            return await load.run()
+
+        started, cpu = time.monotonic(), browser_cpu({server.process.pid})
+        server_cpu = tree_cpu(server.process.pid)
+        await asyncio.gather(*(arrive(n, load) for n, load in enumerate(loads)))
+        wall = time.monotonic() - started
+        cpu = {"browser": browser_cpu({server.process.pid}) - cpu, "server": tree_cpu(server.process.pid) - server_cpu}
+        memory = kernel_memory(server.process.pid, [x.kernel_id for x in loads if x.kernel_id])
+        for load in loads:
+            await load.close(shutdown_kernel=False)
+        await browser.close()
+    figures = _phases(loads)
+    figures.update(memory=memory, wall=wall, learners=learners, cpu=cpu,
+                   browser_cpu_per_load=cpu["browser"] / learners, server_cpu_per_load=cpu["server"] / learners)
+    return figures
+
+
+def burst(server, learners: int = 20, window: float = 1.0) -> dict:
+    """``learners`` open the same session within ``window`` seconds, each in their own browser context."""
+    return asyncio.run(_burst(server, learners, window))
+
+
+def html_burst(server, learners: int = 20, window: float = 1.0, timeout: float = LOAD_TIMEOUT_MS / 1000) -> dict:
+    """The server's share of a burst: the same arrivals as plain HTTP GETs of the page, no browser.
+
+    A load counts when the whole page arrived with its widgets in it, within ``timeout``
+    (Voila streams heartbeats while it waits, so a stuck render never times out by itself)."""
+
+    def fetch(n: int) -> tuple[float | None, str]:
+        time.sleep(window * n / learners)
+        start = time.monotonic()
+        body = b""
+        try:
+            with urllib.request.urlopen(server.page(PAGE, link_query(f"html{n}")), timeout=timeout) as response:
+                while chunk := response.read(65536):
+                    body += chunk
+                    if time.monotonic() - start > timeout:
+                        return None, f"not finished after {timeout:.0f} s"
+        except OSError as error:
+            return None, f"{type(error).__name__}: {error}"[:200]
+        if b"application/vnd.jupyter.widget-view+json" not in body:
+            return None, "the page arrived without its widgets (an error page)"
+        return time.monotonic() - start, ""
+
+    with ThreadPoolExecutor(learners) as pool:
+        outcomes = list(pool.map(fetch, range(learners)))
+    done = [t for t, _ in outcomes if t is not None]
+    return {"html": summary(done), "failed": len(outcomes) - len(done), "errors": sorted({e for _, e in outcomes if e})}
+
+
+# 3. Save round trip -------------------------------------------------------------
+
+
+def _saved_text(database: str, username: str) -> str | None:
+    with sqlite3.connect(f"file:{database}?mode=ro", uri=True, timeout=5) as db:
+        row = db.execute(
+            "SELECT r.value FROM responses r JOIN learners l ON l.id = r.learner_id WHERE l.username = ? AND r.activity_id = ?",
+            (username, ACTIVITY_ID),
+        ).fetchone()
+    return row[0] if row else None
+
+
+async def _saves(servers: dict, databases: dict, saves: int, warmup: int) -> dict:
+    import json
+
+    from playwright.async_api import async_playwright
+
+    results: dict[str, list[float]] = {name: [] for name in servers}
+    clicks: dict[str, list[float]] = {name: [] for name in servers}
+    async with async_playwright() as playwright:
+        browser = await launch(playwright)
+        opened = {}
+        for name, server in servers.items():
+            opened[name] = await Load(browser, server.page(PAGE, link_query("saver"))).run()
+            if opened[name].error:
+                raise RuntimeError(f"{name}: the page for the save benchmark did not open: {opened[name].error}")
+        for number in range(warmup + saves):
+            for name, load in opened.items():
+                page = load.page
+                text = f"Save number {number} on {name} at {time.time():.6f}"
+                await page.locator(TEXTAREA).first.fill(text)
+                # The kernel has the new text once the page says so; the autosave would follow a second later.
+                await page.locator(".companion-status", has_text="Unsaved changes").first.wait_for()
+                button = page.get_by_role("button", name="Save", exact=True).first
+                await button.wait_for()
+                # The click is dispatched in the page (one round trip to the browser, a few ms), not
+                # with Playwright's click(), whose actionability checks alone take about 100 ms here.
+                start = time.monotonic()
+                await button.evaluate("button => button.click()")
+                clicked = time.monotonic() - start
+                deadline = start + 60
+                while True:
+                    value = _saved_text(databases[name], "saver")
+                    if value is not None and json.loads(value).get("text") == text:
+                        break
+                    if time.monotonic() > deadline:
+                        raise RuntimeError(f"{name}: save {number} never reached the store")
+                    await asyncio.sleep(0.001)
+                if number >= warmup:
+                    results[name].append(time.monotonic() - start)
+                    clicks[name].append(clicked)
+                # Not timed: the page shows the save before the next one starts.
+                await page.locator(".companion-status", has_text="Saved at").first.wait_for()
+        for load in opened.values():
+            await load.close()
+        await browser.close()
+    return {name: {"round_trip": summary(r), "click_call": summary(clicks[name])} for name, r in results.items()}
+
+
+def save_round_trip(servers: dict, databases: dict, saves: int = 30, warmup: int = 2) -> dict:
+    """From a Save click until the store has the row, alternating between the servers."""
+    return asyncio.run(_saves(servers, databases, saves, warmup))

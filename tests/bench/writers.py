@@ -1,0 +1,74 @@
+"""Store throughput: many processes saving at once for a fixed time, and proof that none was lost.
+
+Each writer is its own process (as each learner's page has its own kernel) and
+calls the product's ``Store.save`` (an event plus the latest response, one
+transaction) in a loop: all start together, stop at the same deadline, and
+report how many saves returned. Afterwards the events table must hold exactly
+that many events, and each writer's events must be its sequence 0..n-1 in order.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import time
+
+from common import summary
+
+
+def _writer(url: str, writer: int, ready, start_at, seconds: float, results) -> None:
+    from companion.store import open_store
+
+    store = open_store(url)  # opened (and the schema checked) before the clock starts
+    ready.put(writer)
+    start_at.wait()
+    deadline = time.monotonic() + seconds
+    count, latencies = 0, []
+    while time.monotonic() < deadline:
+        began = time.monotonic()
+        store.save(f"writer{writer}", "s1", f"s1-a{count % 5}", "responded", {"writer": writer, "n": count}, done=True)
+        latencies.append(time.monotonic() - began)
+        count += 1
+    results.put((writer, count, latencies))
+
+
+def throughput(url: str, writers: int = 16, seconds: float = 10.0) -> dict:
+    """``writers`` processes saving for ``seconds`` into the store at ``url``; events per second and losses."""
+    from companion.store import Store, open_store
+
+    open_store(url)  # the schema, once, as the server makes it before kernels start
+    before = Store(url).count_events()
+    context = multiprocessing.get_context("spawn")
+    ready, start_at, results = context.Queue(), context.Event(), context.Queue()
+    processes = [context.Process(target=_writer, args=(url, w, ready, start_at, seconds, results)) for w in range(writers)]
+    for process in processes:
+        process.start()
+    for _ in processes:  # every writer has imported the package and opened the store
+        ready.get(timeout=300)
+    started = time.monotonic()
+    start_at.set()
+    reports = [results.get(timeout=seconds + 300) for _ in processes]
+    elapsed = time.monotonic() - started
+    for process in processes:
+        process.join(timeout=60)
+    saved = sum(count for _, count, _ in reports)
+    store = Store(url)
+    stored = store.count_events() - before
+    in_order = True
+    events = store.events()
+    for writer, count, _ in reports:
+        mine = [e.value["n"] for e in events if e.username == f"writer{writer}"]
+        in_order &= mine == list(range(count))
+    latencies = sorted(x for _, _, lat in reports for x in lat)
+
+    return {
+        "writers": writers,
+        "seconds": seconds,
+        "elapsed": elapsed,
+        "saved": saved,
+        "stored": stored,
+        "lost": saved - stored,
+        "in_order": in_order,
+        "exit_codes": [p.exitcode for p in processes],
+        "per_second": saved / seconds,
+        "latency": summary(latencies),
+    }
