@@ -37,6 +37,23 @@ def test_a_save_is_an_event_and_the_latest_response(store_url):
     assert latest.updated_at.tzinfo is not None
 
 
+@pytest.mark.parametrize("upsert", [True, False], ids=["on-conflict", "update-then-insert"])
+def test_what_a_save_returns_is_what_is_stored(tmp_path, upsert):
+    store = Store(f"sqlite:///{tmp_path / 'c.db'}")
+    store.upgrade()
+    if not upsert:
+        store._upsert = None  # the portable path, for databases without INSERT ... ON CONFLICT
+    first = store.save("ana", "s1", "s1-why", "responded", {"text": "one"}, done=True, shared=True)
+    second = store.save("ana", "s1", "s1-why", "responded", {"text": "two"})
+    third = store.save("ana", "s1", "s1-why", "unshared", {"text": "two"}, shared=False)
+    assert (first.done, first.shared) == (True, True)
+    assert (second.done, second.shared, second.value) == (True, True, {"text": "two"})
+    assert (third.done, third.shared) == (True, False)
+    assert store.response("ana", "s1-why") == third
+    assert store.count_events() == 3
+    assert len(store.responses("ana")) == 1
+
+
 def test_learners_never_see_each_others_responses(store_url):
     store = open_store(store_url)
     store.save("ana", "s1", "s1-why", "responded", {"text": "ana's"})

@@ -23,6 +23,7 @@ Example::
 from __future__ import annotations
 
 import fcntl
+import functools
 import json
 import os
 from contextlib import contextmanager
@@ -43,8 +44,10 @@ from sqlalchemy import (
     create_engine,
     event,
     func,
+    insert,
     select,
     text,
+    update,
 )
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
@@ -107,6 +110,10 @@ class FeedbackRow(Base):
     author: Mapped[str] = mapped_column(String(200), nullable=False)
     text: Mapped[str] = mapped_column(Text, nullable=False)
     at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+# Built once: executed with a row of parameters, on the table itself (not the ORM's bulk path).
+_EVENT_INSERT = insert(EventRow.__table__)
 
 
 @dataclass(frozen=True)
@@ -207,6 +214,15 @@ class Store:
         else:
             self.engine = create_engine(url, pool_pre_ping=True)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        dialect = self.engine.dialect.name
+        # INSERT ... ON CONFLICT, where the database has it: one statement for "create or update".
+        self._upsert = (
+            __import__(f"sqlalchemy.dialects.{dialect}", fromlist=["insert"]).insert
+            if dialect in ("sqlite", "postgresql")
+            else None
+        )
+        # Learner ids never change once committed, so a save need not look its learner up again.
+        self._learner_ids: dict[str, int] = {}
 
     def __repr__(self) -> str:
         return f"Store({make_url(self.url).render_as_string(hide_password=True)!r})"
@@ -292,21 +308,25 @@ class Store:
     # Learners -------------------------------------------------------------
 
     def _learner_id(self, db: Session, username: str) -> int:
+        """The learner's id, creating the learner if new (call :meth:`_known` once the transaction commits)."""
+        if username in self._learner_ids:
+            return self._learner_ids[username]
         found = db.scalar(select(LearnerRow.id).where(LearnerRow.username == username))
         if found is not None:
             return found
-        dialect = self.engine.dialect.name
-        if dialect in ("sqlite", "postgresql"):
-            insert = __import__(f"sqlalchemy.dialects.{dialect}", fromlist=["insert"]).insert
-            db.execute(insert(LearnerRow).values(username=username, extra={}, created_at=utcnow()).on_conflict_do_nothing())
+        if self._upsert is not None:
+            db.execute(self._upsert(LearnerRow).values(username=username, extra={}, created_at=utcnow()).on_conflict_do_nothing())
         else:
-            db.add(LearnerRow(username=username, extra={}))
-            db.flush()
+            db.execute(insert(LearnerRow).values(username=username, extra={}, created_at=utcnow()))
         return db.scalar(select(LearnerRow.id).where(LearnerRow.username == username))
+
+    def _known(self, username: str, learner_id: int) -> None:
+        self._learner_ids[username] = learner_id
 
     def ensure_learner(self, username: str) -> None:
         with self.session() as db:
-            self._learner_id(db, username)
+            learner_id = self._learner_id(db, username)
+        self._known(username, learner_id)
 
     def learner(self, username: str) -> Learner | None:
         with self.session() as db:
@@ -349,33 +369,57 @@ class Store:
     ) -> Response:
         """Append an event and make ``value`` the latest response, in one transaction.
 
-        ``done`` and ``shared`` keep their stored values when not given."""
+        ``done`` and ``shared`` keep their stored values when not given. Core
+        statements, not the ORM's unit of work: on SQLite the write lock is held
+        for the whole transaction, so its length bounds how many saves a second
+        all learners together get."""
         _check_size(value)
         now = utcnow()
+        changes: dict[str, Any] = {"value": value, "updated_at": now}
+        if done is not None:
+            changes["done"] = done
+        if shared is not None:
+            changes["shared"] = shared
         with self.session() as db:
             learner_id = self._learner_id(db, username)
-            db.add(EventRow(learner_id=learner_id, session_id=session_id, activity_id=activity_id, verb=verb, value=value, at=now))
-            row = db.scalar(
-                select(ResponseRow).where(ResponseRow.learner_id == learner_id, ResponseRow.activity_id == activity_id)
-            )
-            if row is None:
-                row = ResponseRow(learner_id=learner_id, session_id=session_id, activity_id=activity_id, done=False, shared=False)
-                db.add(row)
-            row.value = value
-            row.updated_at = now
-            if done is not None:
-                row.done = done
-            if shared is not None:
-                row.shared = shared
-            db.flush()
-            return _response(username, row)
+            self._append_event(db, learner_id, session_id, activity_id, verb, value, now)
+            fresh = dict(learner_id=learner_id, session_id=session_id, activity_id=activity_id, done=False, shared=False) | changes
+            if self._upsert is not None:
+                stored_done, stored_shared = db.execute(self._upsert_response(tuple(changes)), fresh).one()
+            else:
+                # Elsewhere: update, or insert when there was nothing to update.
+                responses = ResponseRow.__table__
+                match = (responses.c.learner_id == learner_id, responses.c.activity_id == activity_id)
+                if db.execute(update(responses).where(*match).values(**changes)).rowcount == 0:
+                    db.execute(insert(responses), fresh)
+                stored_done, stored_shared = db.execute(select(responses.c.done, responses.c.shared).where(*match)).one()
+        self._known(username, learner_id)
+        return Response(username, session_id, activity_id, value, bool(stored_done), bool(stored_shared), now)
+
+    @functools.lru_cache(maxsize=None)
+    def _upsert_response(self, changed: tuple[str, ...]):
+        """INSERT a response, or on conflict UPDATE the ``changed`` columns; returns (done, shared).
+
+        Built once per set of columns: building a statement costs more than running it."""
+        statement = self._upsert(ResponseRow.__table__)
+        return statement.on_conflict_do_update(
+            index_elements=["learner_id", "activity_id"], set_={name: statement.excluded[name] for name in changed}
+        ).returning(ResponseRow.__table__.c.done, ResponseRow.__table__.c.shared)
 
     def record(self, username: str, session_id: str, activity_id: str, verb: str, value: Any = None) -> None:
         """Append an event that changes no response (a page opened, a feedback form sent)."""
         _check_size(value)
         with self.session() as db:
             learner_id = self._learner_id(db, username)
-            db.add(EventRow(learner_id=learner_id, session_id=session_id, activity_id=activity_id, verb=verb, value=value, at=utcnow()))
+            self._append_event(db, learner_id, session_id, activity_id, verb, value, utcnow())
+        self._known(username, learner_id)
+
+    @staticmethod
+    def _append_event(db: Session, learner_id: int, session_id: str, activity_id: str, verb: str, value: Any, at: datetime) -> None:
+        db.execute(
+            _EVENT_INSERT,
+            dict(learner_id=learner_id, session_id=session_id, activity_id=activity_id, verb=verb, value=value, at=at),
+        )
 
     # Reading --------------------------------------------------------------
 
@@ -570,8 +614,6 @@ class Store:
         that changes no response, as :meth:`record`). The same rules hold: every
         item is an event, the latest by time is the response, ``done`` and
         ``shared`` keep their values when not given. Returns the number of events added."""
-        from sqlalchemy import insert
-
         now = utcnow()
         items = sorted(saves, key=lambda item: _aware(item.get("at") or now))
         for item in items:
