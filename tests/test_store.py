@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import multiprocessing
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -133,3 +136,25 @@ def test_a_schema_upgrade_keeps_everything_saved_before_it(tmp_path):
     saved = new.response("ana", "s1-why")
     assert (saved.value, saved.done, saved.shared) == ({"text": "written before the upgrade"}, True, True)
     assert len(new.events("ana")) == 1
+
+
+def test_the_head_revision_the_store_knows_is_the_newest_migration():
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+
+    import companion.store as store_module
+
+    config = Config()
+    config.set_main_option("script_location", str(Path(store_module.__file__).parent / "migrations"))
+    assert ScriptDirectory.from_config(config).get_current_head() == store_module.HEAD_REVISION
+
+
+def test_a_store_already_at_the_newest_schema_opens_without_migrating(tmp_path):
+    url = f"sqlite:///{tmp_path / 'c.db'}"
+    open_store(url).save("ana", "s1", "s1-why", "responded", {"text": "kept"})
+    opened = subprocess.run(
+        [sys.executable, "-c", f"import sys; from companion.store import open_store; s = open_store({url!r}); "
+         "print('alembic' in sys.modules, s.response('ana', 's1-why').value)"],
+        capture_output=True, text=True, check=True,
+    )
+    assert opened.stdout.split(None, 1) == ["False", "{'text': 'kept'}\n"]

@@ -39,6 +39,9 @@ TEMPLATE_PAGE = """{%- extends 'lab/index.html.j2' -%}
 """
 
 
+# The JupyterLab extensions a session page loads: ipywidgets' manager and Voila's for ipywidgets 8.
+PAGE_EXTENSIONS = ("@jupyter-widgets/jupyterlab-manager", "@voila-dashboards/widgets-manager8")
+
 # A CSP host source: [scheme://][*.]host[:port]. No quotes (CSP quotes keywords only), spaces, ';' or paths.
 FRAME_SOURCE = re.compile(r"^(https?://)?(\*\.)?[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*(:(\d{1,5}|\*))?$")
 # Cookie attributes a browser needs to send a cookie inside a third-party iframe (Canvas framing the page).
@@ -77,6 +80,9 @@ def voila_config(settings: Settings, port: int, host: str = "127.0.0.1") -> dict
             "default_pool_size": pool,
             "progressive_rendering": False,
             "show_tracebacks": False,
+            # The pages need only the widget manager; the other installed JupyterLab extensions
+            # (nbgrader's, Notebook's, pygments') would be fetched and run on every page load.
+            "extension_allowlist": list(PAGE_EXTENSIONS),
         },
         "MappingKernelManager": {
             "cull_idle_timeout": settings.server.cull_idle_seconds,

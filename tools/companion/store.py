@@ -56,6 +56,9 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sess
 from .errors import StoreError
 
 MAX_VALUE_BYTES = 200_000  # one saved value, as JSON; a reflection is limited to far less
+# The newest migration in companion/migrations/versions (tests/test_store.py keeps the two in agreement).
+# A store already at it opens without loading Alembic: every page's kernel opens the store.
+HEAD_REVISION = "0002"
 
 
 def utcnow() -> datetime:
@@ -264,13 +267,16 @@ class Store:
                 command.upgrade(config, revision)
                 connection.commit()
         except OperationalError as error:
-            reason = str(error.orig).strip().splitlines()[0]
-            raise StoreError(
-                f"Could not reach the database at {self!r} ({reason}). Check COMPANION_DB_URL and that "
-                "the database server is running; nothing was changed."
-            ) from error
+            raise self._unreachable(error) from error
         except SQLAlchemyError as error:
             raise StoreError(f"Could not upgrade the database at {self!r}: {error}. Nothing was changed.") from error
+
+    def _unreachable(self, error: OperationalError) -> StoreError:
+        reason = str(error.orig).strip().splitlines()[0]
+        return StoreError(
+            f"Could not reach the database at {self!r} ({reason}). Check COMPANION_DB_URL and that "
+            "the database server is running; nothing was changed."
+        )
 
     @contextmanager
     def _migration_lock(self):
@@ -299,7 +305,11 @@ class Store:
 
     def revision(self) -> str | None:
         """The schema revision the database is at (None for an empty database)."""
-        with self.engine.connect() as connection:
+        try:
+            connection = self.engine.connect()
+        except OperationalError as error:
+            raise self._unreachable(error) from error
+        with connection:
             try:
                 return connection.execute(text("SELECT version_num FROM alembic_version")).scalar()
             except SQLAlchemyError:
@@ -686,7 +696,7 @@ def open_store(url: str, upgrade: bool = True) -> Store:
     key = (os.getpid(), url)
     if key not in _open:
         store = Store(url)
-        if upgrade:
+        if upgrade and store.revision() != HEAD_REVISION:
             store.upgrade()
         _open[key] = store
     return _open[key]
