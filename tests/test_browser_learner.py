@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from companion.server import PAGE_EXTENSIONS
 from companion.settings import load_settings
 from companion.store import open_store
 from conftest import Server, open_session, wait_until
@@ -167,3 +168,14 @@ def test_a_learner_can_write_save_and_share_with_the_keyboard_alone(server, page
     saved = wait_until(lambda: (r := store.response("ana", "s2-note")).shared and r, what="the shared save")
     assert saved.value == {"text": "Typed without a mouse."}
     assert saved.shared is True
+
+
+def test_a_session_page_loads_only_the_widget_managers_frontend_extensions(server, page):
+    fetched = []
+    page.on("request", lambda request: fetched.append(request.url))
+    open_session(page, server.page("02-short.ipynb"))
+    page.get_by_label("One thing you noticed this week.").fill("Still works.")
+    page.get_by_role("button", name="Save").click()
+    wait_until(lambda: store_of(server.root).response("ana", "s2-note").value == {"text": "Still works."}, what="the save")
+    loaded = {re.search(r"/voila/labextensions/(@[^/]+/[^/]+|[^/]+)/", url).group(1) for url in fetched if "/voila/labextensions/" in url}
+    assert loaded == set(PAGE_EXTENSIONS), "nbgrader's, Notebook's and pygments' extensions are not fetched"
