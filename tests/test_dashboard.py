@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 from html.parser import HTMLParser
 
@@ -14,7 +15,7 @@ from companion.cli import main
 from companion.dashboard import Dashboard, chart_html, facilitator, facilitator_link, figures, learner_record, stragglers_html
 from companion.errors import LinkError, SettingsError
 from companion.identity import server_secret, sign
-from companion.progress import learner_progress
+from companion.progress import learner_progress, session_rules
 from companion.settings import load_settings
 from companion.store import open_store
 
@@ -34,7 +35,7 @@ def seeded(tmp_path_factory):
 
 def test_the_figures_of_a_1200_learner_cohort_match_the_plan(seeded):
     store, catalog, plans, now = seeded
-    numbers = figures(store, catalog, now=now)
+    numbers = figures(store, catalog, now=now, listed=None)
 
     # Completion by session, for everyone.
     overall = numbers.overall
@@ -77,11 +78,17 @@ def test_the_figures_of_a_1200_learner_cohort_match_the_plan(seeded):
     assert never, "some learners on the roster never opened a page"
     actives = [p.last_active for p in numbers.stalled]
     assert actives == sorted(actives), "the longest stalled come first"
+    assert (numbers.not_started_count, numbers.stalled_count) == (len(numbers.not_started), len(numbers.stalled))
+
+    # The page lists the first few of each, in the same order, and counts everyone.
+    page = figures(store, catalog, now=now, listed=5)
+    assert (page.not_started, page.stalled) == (numbers.not_started[:5], numbers.stalled[:5])
+    assert (page.not_started_count, page.stalled_count) == (numbers.not_started_count, numbers.stalled_count)
 
 
 def test_the_bulk_figures_agree_with_one_learners_progress(seeded):
     store, catalog, plans, now = seeded
-    numbers = figures(store, catalog, now=now)
+    numbers = figures(store, catalog, now=now, listed=None)
     for plan in plans[::60]:
         statuses = [p.status for p in learner_progress(store, catalog, plan.username)]
         assert statuses == [plan.states["s1"], plan.states["s2"]]
@@ -127,7 +134,7 @@ def test_the_figures_agree_on_sqlite_and_postgresql(store_url, tmp_path):
     now = datetime.now(timezone.utc)
     plans = cohort.plan_cohort(300, now, seed=7)
     cohort.seed(store, plans)
-    numbers = figures(store, catalog, now=now)
+    numbers = figures(store, catalog, now=now, listed=None)
     assert {s.session_id: (s.complete, s.in_progress) for s in numbers.overall.sessions} == cohort.expected_sessions(plans)
     assert numbers.overall.series_complete == sum(cohort.series_complete(p) for p in plans)
     assert {p.username for p in numbers.stalled} == cohort.stalled(plans, now)
@@ -155,6 +162,47 @@ def test_a_bulk_save_keeps_the_rules_of_save(store_url):
     assert store.response("ben", "s1") is None, "an event-only item changes no response"
     assert [e.value for e in store.events("ben")] == [None, {"text": "first"}, {"text": "second"}]
     assert len(store.events("ana")) == 2
+
+
+def test_progress_kept_by_the_pages_saves_is_what_a_rebuild_finds(store_url, tmp_path):
+    root = cohort.make_evaluation_course(tmp_path / "course")
+    store, catalog = open_store(store_url), load_catalog(load_settings(root))
+    now = datetime.now(timezone.utc)
+    plans = cohort.plan_cohort(150, now, seed=11)
+    figures(store, catalog, now=now)  # progress built, under the notebooks' rules, before anyone saves
+    version = store.progress_version()
+    rules = {rule.session_id: rule for rule in session_rules(catalog)}
+    for item in sorted((i for p in plans for i in p.saves), key=lambda i: i["at"]):
+        if item.get("event_only"):
+            store.record(item["username"], item["session_id"], item["activity_id"], item["verb"], item.get("value"))
+        else:
+            store.save(item["username"], item["session_id"], item["activity_id"], item["verb"], item.get("value"),
+                       done=item.get("done"), shared=item.get("shared"), rule=rules[item["session_id"]])
+    assert store.progress_version() == version, "the pages' saves kept the progress current: no rebuild needed"
+    kept = figures(store, catalog, now=now, listed=None)
+    assert {s.session_id: (s.complete, s.in_progress) for s in kept.overall.sessions} == cohort.expected_sessions(plans)
+    assert kept.overall.series_complete == sum(cohort.series_complete(p) for p in plans)
+    store.rebuild_progress(session_rules(catalog))
+    assert figures(store, catalog, now=now, listed=None) == kept
+
+
+def test_progress_is_rebuilt_when_it_was_kept_under_other_rules(course):
+    store, catalog = open_store(course.db_url), load_catalog(course)
+    rules = {rule.session_id: rule for rule in session_rules(catalog)}
+    figures(store, catalog)
+    store.save("ana", "s1", "s1-why", "responded", {"text": "mine"}, done=True, rule=rules["s1"])
+    assert store.progress_version() == rules["s1"].version
+
+    # A page still running notebooks from before a change saves under other rules.
+    store.save("ana", "s1", "s1-private", "responded", {"text": "also"}, done=True, rule=replace(rules["s1"], version="before-the-change"))
+    assert store.progress_version() is None, "no longer trusted"
+    assert [s.in_progress for s in figures(store, catalog).overall.sessions] == [1, 0]
+    assert store.progress_version() == rules["s1"].version, "rebuilt under the notebooks' rules"
+
+    # A save that names no rule (a script, an import) leaves the progress stale too.
+    store.save("ben", "s2", "s2-note", "responded", {"text": "x"}, done=True)
+    assert store.progress_version() is None
+    assert [s.in_progress for s in figures(store, catalog).overall.sessions] == [1, 1]
 
 
 # Who may open it -------------------------------------------------------------------

@@ -5,12 +5,13 @@ from __future__ import annotations
 import multiprocessing
 import subprocess
 import sys
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
 
 from companion.errors import StoreError
-from companion.store import MAX_VALUE_BYTES, Store, open_store
+from companion.store import HEAD_REVISION, MAX_VALUE_BYTES, Store, open_store
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
@@ -129,14 +130,23 @@ def test_a_schema_upgrade_keeps_everything_saved_before_it(tmp_path):
     url = f"sqlite:///{tmp_path / 'old.db'}"
     old = Store(url)
     old.upgrade("0001")
-    old.save("ana", "s1", "s1-why", "responded", {"text": "written before the upgrade"}, done=True, shared=True)
+    with old.engine.begin() as db:  # what the first release wrote, as it wrote it
+        db.exec_driver_sql("INSERT INTO learners (id, username, name, email, cohort, department, extra, created_at) "
+                           "VALUES (1, 'ana', 'Ana', '', 'north', '', '{}', '2026-01-05 09:00:00.000000')")
+        db.exec_driver_sql("INSERT INTO events (learner_id, session_id, activity_id, verb, value, at) VALUES "
+                           "(1, 's1', 's1-why', 'responded', '{\"text\": \"written before the upgrade\"}', '2026-01-05 09:30:00.000000')")
+        db.exec_driver_sql("INSERT INTO responses (learner_id, session_id, activity_id, value, done, shared, updated_at) VALUES "
+                           "(1, 's1', 's1-why', '{\"text\": \"written before the upgrade\"}', 1, 1, '2026-01-05 09:30:00.000000')")
     new = Store(url)
     new.upgrade()
-    assert new.revision() != "0001"
+    assert new.revision() == HEAD_REVISION
     saved = new.response("ana", "s1-why")
     assert (saved.value, saved.done, saved.shared) == ({"text": "written before the upgrade"}, True, True)
     assert len(new.events("ana")) == 1
-
+    assert new.last_active() == {"ana": datetime(2026, 1, 5, 9, 30, tzinfo=timezone.utc)}, "filled from the events"
+    assert new.progress_version() is None, "progress depends on the notebooks: the first dashboard builds it"
+    new.save("ana", "s1", "s1-why", "responded", {"text": "and after it"})
+    assert [e.value["text"] for e in new.events("ana")] == ["written before the upgrade", "and after it"]
 
 def test_the_head_revision_the_store_knows_is_the_newest_migration():
     from alembic.config import Config

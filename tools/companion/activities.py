@@ -32,6 +32,7 @@ import ipywidgets as widgets
 from . import identity
 from .catalog import load_catalog
 from .errors import CourseError
+from .progress import session_rule
 from .settings import load_settings
 from .store import Response, open_store
 
@@ -99,13 +100,14 @@ class Workbook(widgets.VBox):
         self.session = self.settings.session(session_id)
         self.username: str | None = None
         self.store = None
+        self.rule = None  # what completes this session: every save keeps the learner's progress by it
         self.query = ""
         self._listeners: list[Callable[[], None]] = []
         try:
             # Everything that does not depend on the learner happens before a preheated
             # kernel waits for its request, so the page opens with that work already done.
             store = open_store(self.settings.db_url)
-            load_catalog(self.settings)
+            self.rule = session_rule(load_catalog(self.settings), session_id)
             self.query = _query_string()
             self.username = identity.current(self.settings.home, self.query).username
             self.store = store
@@ -197,7 +199,8 @@ class Activity(widgets.VBox):
             return None
         try:
             saved = self.workbook.store.save(
-                self.workbook.username, self.workbook.session.id, self.activity_id, verb, value, done=done, shared=shared
+                self.workbook.username, self.workbook.session.id, self.activity_id, verb, value,
+                done=done, shared=shared, rule=self.workbook.rule,
             )
         except CourseError as error:
             self.status.value = _status(f"Not saved: {error}", "error")

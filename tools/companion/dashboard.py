@@ -2,10 +2,11 @@
 
 Two halves, read in this order:
 
-- **figures** (no widgets): :func:`everyone_progress` applies the completion
-  rules of :mod:`companion.progress` to every learner from a few grouped
-  queries; :func:`figures` turns that into completion by session and by cohort,
-  the series completion rate, and who has not started or has stalled;
+- **figures** (no widgets): :func:`figures` gives completion by session and by
+  cohort, the series completion rate, and who has not started or has stalled,
+  from the store's per-session progress (kept under the completion rules of
+  :mod:`companion.progress`); :func:`everyone_progress` is every learner's
+  progress in full, for the exports;
   :func:`learner_record` is one learner's record as a facilitator may see it:
   what is done, and the text of only the reflections the learner shared.
 - **the page**: :class:`Dashboard`, the Voila app served as
@@ -39,7 +40,7 @@ from __future__ import annotations
 
 import getpass
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from html import escape
 from typing import Mapping
@@ -50,7 +51,7 @@ import ipywidgets as widgets
 from . import identity
 from .catalog import Activity, Catalog
 from .errors import CourseError, LinkError
-from .progress import COMPLETE, IN_PROGRESS, NOT_STARTED, SessionProgress, session_progress
+from .progress import SessionProgress, session_progress, session_rules
 from .settings import Settings
 from .store import Feedback, Learner, Store
 
@@ -144,57 +145,64 @@ class Straggler:
 class Figures:
     overall: Group
     cohorts: tuple[Group, ...]
-    not_started: tuple[Straggler, ...]  # no session started, by cohort then username
-    stalled: tuple[Straggler, ...]  # started, not finished, inactive STALLED_DAYS or more; longest first
+    not_started: tuple[Straggler, ...]  # no session started, by cohort then username (the first ones)
+    stalled: tuple[Straggler, ...]  # started, not finished, inactive STALLED_DAYS or more; longest first (the first ones)
     stalled_days: int
     computed_at: datetime
-    last_active: Mapping[str, datetime] = field(repr=False, default_factory=dict)
+    not_started_count: int  # everyone, however many the list holds
+    stalled_count: int
 
 
-def _group(cohort: str | None, progress: list[list[SessionProgress]], catalog: Catalog) -> Group:
-    sessions = []
-    for index, session in enumerate(catalog.settings.sessions):
-        statuses = [p[index].status for p in progress]
-        sessions.append(
-            SessionFigures(session.id, session.number, session.title, len(progress), statuses.count(COMPLETE), statuses.count(IN_PROGRESS))
-        )
-    series = sum(all(s.status == COMPLETE for s in p) for p in progress)
-    return Group(cohort, len(progress), series, tuple(sessions))
+def current_progress(store: Store, catalog: Catalog) -> None:
+    """Make sure the store's per-session progress follows the notebooks' current rules.
+
+    Pages keep it current as learners save; after the notebooks change which
+    activities are required (or a bulk import), it is rebuilt here, once."""
+    rules = session_rules(catalog)
+    if store.progress_version() != (rules[0].version if rules else ""):
+        store.rebuild_progress(rules)
 
 
-def figures(store: Store, catalog: Catalog, now: datetime | None = None, stalled_days: int = STALLED_DAYS) -> Figures:
-    """Completion by session and cohort, the series rate, and who has not started or has stalled."""
+def figures(
+    store: Store, catalog: Catalog, now: datetime | None = None, stalled_days: int = STALLED_DAYS, listed: int | None = LISTED
+) -> Figures:
+    """Completion by session and cohort, the series rate, and who has not started or has stalled.
+
+    A few grouped queries over the stored progress (one row per learner and
+    session started), so the cost grows with the learners, not their answers.
+    The lists hold the first ``listed`` people (None: everyone); the counts
+    always cover everyone."""
     now = now or datetime.now(timezone.utc)
-    everyone = store.learners()
-    progress = everyone_progress(store, catalog, everyone)
-    learners = {learner.username: learner for learner in everyone}
-    last_active = store.last_active()
-    by_cohort: dict[str, list[list[SessionProgress]]] = {}
-    for username, sessions in progress.items():
-        by_cohort.setdefault(learners[username].cohort, []).append(sessions)
-    cohorts = tuple(_group(cohort, by_cohort[cohort], catalog) for cohort in sorted(by_cohort, key=lambda c: (c == "", c.lower())))
+    current_progress(store, catalog)
+    sessions = catalog.settings.sessions
+    summary = store.progress_summary([s.id for s in sessions], now - timedelta(days=stalled_days), listed)
+    counts: dict[str, dict[str, tuple[int, int]]] = {}
+    for cohort, session_id, complete, in_progress in summary.session_counts:
+        counts.setdefault(cohort, {})[session_id] = (complete, in_progress)
 
-    not_started, stalled = [], []
-    cutoff = now - timedelta(days=stalled_days)
-    for username, sessions in progress.items():
-        learner = learners[username]
-        statuses = [s.status for s in sessions]
-        at = next((s.number for s in sessions if s.status != COMPLETE), None)
-        person = Straggler(username, learner.name, learner.cohort, at, last_active.get(username))
-        if all(status == NOT_STARTED for status in statuses):
-            not_started.append(person)
-        elif at is not None and (person.last_active is None or person.last_active < cutoff):
-            stalled.append(person)
-    not_started.sort(key=lambda p: (p.cohort == "", p.cohort.lower(), p.username))
-    stalled.sort(key=lambda p: (p.last_active or datetime.min.replace(tzinfo=timezone.utc), p.username))
+    def group(cohort: str | None, members: list[str]) -> Group:
+        size = sum(summary.cohort_sizes.get(c, 0) for c in members)
+        per_session = []
+        for session in sessions:
+            complete = sum(counts.get(c, {}).get(session.id, (0, 0))[0] for c in members)
+            in_progress = sum(counts.get(c, {}).get(session.id, (0, 0))[1] for c in members)
+            per_session.append(SessionFigures(session.id, session.number, session.title, size, complete, in_progress))
+        return Group(cohort, size, sum(summary.series_complete.get(c, 0) for c in members), tuple(per_session))
+
+    def people(rows) -> tuple[Straggler, ...]:
+        first_open = lambda done: next((s.number for s in sessions if s.id not in done), None)  # noqa: E731
+        return tuple(Straggler(username, name, cohort, first_open(done), active) for username, name, cohort, active, done in rows)
+
+    names = sorted(summary.cohort_sizes, key=lambda c: (c == "", c.lower()))
     return Figures(
-        overall=_group(None, list(progress.values()), catalog),
-        cohorts=cohorts,
-        not_started=tuple(not_started),
-        stalled=tuple(stalled),
+        overall=group(None, names),
+        cohorts=tuple(group(cohort, [cohort]) for cohort in names),
+        not_started=people(summary.not_started),
+        stalled=people(summary.stalled),
         stalled_days=stalled_days,
         computed_at=now,
-        last_active=last_active,
+        not_started_count=summary.not_started_count,
+        stalled_count=summary.stalled_count,
     )
 
 
@@ -218,7 +226,7 @@ class LearnerRecord:
     last_active: datetime | None
 
 
-def learner_record(store: Store, catalog: Catalog, username: str, last_active: datetime | None = None) -> LearnerRecord | None:
+def learner_record(store: Store, catalog: Catalog, username: str) -> LearnerRecord | None:
     """What a facilitator may see of one learner (None if there is no such learner).
 
     Built only from :meth:`Store.facilitator_view`, which never returns the value
@@ -244,7 +252,7 @@ def learner_record(store: Store, catalog: Catalog, username: str, last_active: d
             )
         items[session.id] = tuple(row)
     progress = tuple(session_progress(catalog, s.id, saved) for s in catalog.settings.sessions)
-    return LearnerRecord(learner, progress, items, last_active)
+    return LearnerRecord(learner, progress, items, learner.last_active)
 
 
 # Who may open it --------------------------------------------------------------
@@ -364,17 +372,20 @@ def cohorts_html(figures: Figures, sessions) -> str:
     )
 
 
-def stragglers_html(title: str, people: tuple[Straggler, ...], css: str, never: str) -> str:
-    if not people:
+def stragglers_html(title: str, people: tuple[Straggler, ...], css: str, never: str, count: int | None = None) -> str:
+    """A table of the first LISTED ``people``; ``count`` is how many there are in all (default: as many as given)."""
+    count = len(people) if count is None else count
+    if not count:
         return f'<h3>{escape(title)} (0)</h3><p class="{css}">Nobody.</p>'
     rows = "".join(
         f'<tr><td>{escape(p.name or p.username)}</td><td>{escape(p.username)}</td><td>{escape(p.cohort or NO_COHORT)}</td>'
         f'<td>{"Session " + str(p.at_session) if p.at_session else ""}</td><td>{_date(p.last_active, never)}</td></tr>'
         for p in people[:LISTED]
     )
-    more = f"<p>and {len(people) - LISTED:,} more.</p>" if len(people) > LISTED else ""
+    shown = min(len(people), LISTED)
+    more = f"<p>and {count - shown:,} more.</p>" if count > shown else ""
     return (
-        f'<table class="{css}"><caption>{escape(title)} ({len(people):,})</caption><thead><tr><th scope="col">Name</th>'
+        f'<table class="{css}"><caption>{escape(title)} ({count:,})</caption><thead><tr><th scope="col">Name</th>'
         '<th scope="col">Username</th><th scope="col">Cohort</th><th scope="col">At</th><th scope="col">Last active</th>'
         f"</tr></thead><tbody>{rows}</tbody></table>{more}"
     )
@@ -477,9 +488,12 @@ class Dashboard(widgets.VBox):
         self._show_chart()
         self.cohorts.value = cohorts_html(self.figures, self.catalog.settings.sessions)
         self.stragglers.value = (
-            stragglers_html("Not started", self.figures.not_started, "companion-not-started", "never opened a session")
+            stragglers_html(
+                "Not started", self.figures.not_started, "companion-not-started", "never opened a session", self.figures.not_started_count
+            )
             + stragglers_html(
-                f"Stalled: no activity for {self.figures.stalled_days} days or more", self.figures.stalled, "companion-stalled", "never"
+                f"Stalled: no activity for {self.figures.stalled_days} days or more",
+                self.figures.stalled, "companion-stalled", "never", self.figures.stalled_count,
             )
         )
         self._show_shared()
@@ -527,8 +541,7 @@ class Dashboard(widgets.VBox):
         if not identity.valid_username(username):
             self.record.children = (widgets.HTML('<p class="companion-error" role="status">Type a learner\'s username first.</p>'),)
             return
-        last = self.figures.last_active.get(username) if self.figures else None
-        record = learner_record(self.store, self.catalog, username, last)
+        record = learner_record(self.store, self.catalog, username)
         if record is None:
             self.record.children = (
                 widgets.HTML(f'<p class="companion-error" role="status">No learner with the username {escape(username)}.</p>'),

@@ -26,11 +26,12 @@ import fcntl
 import functools
 import json
 import os
+import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterator
 
 from sqlalchemy import (
     JSON,
@@ -43,22 +44,34 @@ from sqlalchemy import (
     UniqueConstraint,
     create_engine,
     event,
+    and_,
+    bindparam,
+    case,
+    delete,
+    exists,
+    false,
     func,
     insert,
+    literal,
+    or_,
     select,
     text,
+    type_coerce,
     update,
 )
-from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
 from .errors import StoreError
 
+if TYPE_CHECKING:
+    from .progress import SessionRule
+
 MAX_VALUE_BYTES = 200_000  # one saved value, as JSON; a reflection is limited to far less
 # The newest migration in companion/migrations/versions (tests/test_store.py keeps the two in agreement).
 # A store already at it opens without loading Alembic: every page's kernel opens the store.
-HEAD_REVISION = "0002"
+HEAD_REVISION = "0003"
 
 
 def utcnow() -> datetime:
@@ -79,6 +92,10 @@ class LearnerRow(Base):
     department: Mapped[str] = mapped_column(String(200), default="")
     extra: Mapped[dict] = mapped_column(JSON, default=dict)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    last_active: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True, index=True)
+    # Derived from progress, like it (see ProgressRow): the figures read one row a learner.
+    sessions_completed: Mapped[int] = mapped_column(Integer, nullable=False, default=0, server_default="0")
+    started: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False, server_default=false())
 
 
 class EventRow(Base):
@@ -115,8 +132,55 @@ class FeedbackRow(Base):
     at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
-# Built once: executed with a row of parameters, on the table itself (not the ORM's bulk path).
+class ProgressRow(Base):
+    """Per learner and session: required activities done, and when the session was completed.
+
+    Derived from the responses under the completion rules of companion.progress,
+    kept current by each save that names its rule, and rebuilt whole when the
+    rules change (store_meta 'progress_rule' names the rules it was built under)."""
+
+    __tablename__ = "progress"
+    learner_id: Mapped[int] = mapped_column(ForeignKey("learners.id"), primary_key=True)
+    session_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    done: Mapped[int] = mapped_column(Integer, nullable=False)
+    completed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+class MetaRow(Base):
+    __tablename__ = "store_meta"
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(Text, nullable=False)
+
+
+PROGRESS_RULE = "progress_rule"
+# A page saving under other rules than the stored progress's (its notebooks changed since it
+# opened) marks that progress stale; each process checks this at most once in this many seconds.
+RULE_CHECK_SECONDS = 30.0
+READ_ONLY = "companion_read_only"  # a connection option: this transaction only reads
+_LEARNERS, _RESPONSES, _PROGRESS, _META = (
+    LearnerRow.__table__, ResponseRow.__table__, ProgressRow.__table__, MetaRow.__table__
+)
+# Built once: executed with a row of parameters, on the tables themselves (not the ORM's bulk path).
 _EVENT_INSERT = insert(EventRow.__table__)
+_LOCK_LEARNER = select(_LEARNERS.c.id).where(_LEARNERS.c.id == bindparam("learner")).with_for_update()
+_TOUCH_LEARNER = update(_LEARNERS).where(_LEARNERS.c.id == bindparam("learner")).values(last_active=bindparam("at"))
+# Progress kept under other rules than the saving page's is no longer trusted: the next reader rebuilds it.
+_FORGET_RULE = delete(_META).where(_META.c.key == PROGRESS_RULE, _META.c.value != bindparam("version"))
+_FORGET_ANY_RULE = delete(_META).where(_META.c.key == PROGRESS_RULE)
+
+
+@dataclass(frozen=True)
+class ProgressSummary:
+    """Everyone's progress in a few numbers, read in one transaction (see :meth:`Store.progress_summary`)."""
+
+    cohort_sizes: dict[str, int]
+    session_counts: list[tuple[str, str, int, int]]  # (cohort, session id, complete, in progress)
+    series_complete: dict[str, int]  # by cohort
+    not_started_count: int
+    stalled_count: int
+    # (username, name, cohort, last active, the sessions they completed), as many as were asked for
+    not_started: list[tuple[str, str, str, "datetime | None", frozenset]]
+    stalled: list[tuple[str, str, str, "datetime | None", frozenset]]
 
 
 @dataclass(frozen=True)
@@ -133,6 +197,7 @@ class Learner:
     email: str = ""
     cohort: str = ""
     department: str = ""
+    last_active: datetime | None = None  # the last time they opened a page or saved
 
 
 @dataclass(frozen=True)
@@ -193,10 +258,20 @@ def _sqlite_engine(url: str) -> Engine:
 
     @event.listens_for(engine, "begin")
     def _on_begin(connection):
-        # Take the write lock up front: readers never block, writers queue behind the timeout.
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        # Writers take the write lock up front and queue behind the timeout; readers (WAL) never block.
+        connection.exec_driver_sql("BEGIN" if connection.get_execution_options().get(READ_ONLY) else "BEGIN IMMEDIATE")
 
     return engine
+
+
+def _progress_columns(required, finishing) -> tuple:
+    """``done`` (required activities done) and ``completed_at`` (a finishing activity done), over responses."""
+    r = _RESPONSES
+    is_done = r.c.done == True  # noqa: E712 (SQL, not Python)
+    return (
+        func.coalesce(func.sum(case((and_(is_done, r.c.activity_id.in_(list(required))), 1), else_=0)), 0).label("done"),
+        type_coerce(func.max(case((and_(is_done, r.c.activity_id.in_(list(finishing))), r.c.updated_at))), DateTime(timezone=True)).label("completed_at"),
+    )
 
 
 class Store:
@@ -226,31 +301,52 @@ class Store:
         )
         # Learner ids never change once committed, so a save need not look its learner up again.
         self._learner_ids: dict[str, int] = {}
+        self._rule_checked: dict[str, float] = {}  # rule version -> when a save last checked it against store_meta
 
     def __repr__(self) -> str:
         return f"Store({make_url(self.url).render_as_string(hide_password=True)!r})"
 
     @contextmanager
-    def session(self) -> Iterator[Session]:
-        """One transaction: committed when the block ends, rolled back on any error."""
+    def session(self, write: bool = True) -> Iterator[Session]:
+        """One transaction: committed when the block ends, rolled back on any error.
+
+        ``write=False`` for long reads: on SQLite they then take no write lock,
+        so learners' saves never wait behind a facilitator's dashboard."""
         db = self._sessions()
         try:
-            yield db
-            db.commit()
-        except StoreError:
-            db.rollback()
-            raise
+            with self._reported():
+                if not write:
+                    db.connection(execution_options={READ_ONLY: True})
+                try:
+                    yield db
+                    db.commit()
+                except BaseException:
+                    db.rollback()
+                    raise
+        finally:
+            db.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[Connection]:
+        """One transaction on a plain connection, for the save path: committed, or rolled back on any error.
+
+        The same as :meth:`session` without the ORM's bookkeeping, which costs as
+        much as a save's statements and, on SQLite, is paid holding the write lock."""
+        with self._reported(), self.engine.begin() as connection:
+            yield connection
+
+    @contextmanager
+    def _reported(self) -> Iterator[None]:
+        """Database errors become a :class:`StoreError` that says what to do."""
+        try:
+            yield
         except OperationalError as error:
-            db.rollback()
             raise StoreError(
                 f"The database at {self!r} could not be used ({error.orig}). Check that it is "
                 "reachable and writable, and that 'companion upgrade' has been run; nothing was saved."
             ) from error
         except SQLAlchemyError as error:
-            db.rollback()
             raise StoreError(f"The database refused the change ({error.__class__.__name__}: {error}); nothing was saved.") from error
-        finally:
-            db.close()
 
     # Schema ---------------------------------------------------------------
 
@@ -317,7 +413,7 @@ class Store:
 
     # Learners -------------------------------------------------------------
 
-    def _learner_id(self, db: Session, username: str) -> int:
+    def _learner_id(self, db: Session | Connection, username: str) -> int:
         """The learner's id, creating the learner if new (call :meth:`_known` once the transaction commits)."""
         if username in self._learner_ids:
             return self._learner_ids[username]
@@ -341,7 +437,10 @@ class Store:
     def learner(self, username: str) -> Learner | None:
         with self.session() as db:
             row = db.scalar(select(LearnerRow).where(LearnerRow.username == username))
-            return Learner(row.username, row.name, row.email, row.cohort, row.department) if row else None
+            if row is None:
+                return None
+            active = _aware(row.last_active) if row.last_active else None
+            return Learner(row.username, row.name, row.email, row.cohort, row.department, active)
 
     def upsert_learners(self, people: list[dict]) -> tuple[int, int]:
         """Add or update learners by username (a roster import); returns (added, updated).
@@ -376,10 +475,14 @@ class Store:
         *,
         done: bool | None = None,
         shared: bool | None = None,
+        rule: SessionRule | None = None,
     ) -> Response:
         """Append an event and make ``value`` the latest response, in one transaction.
 
-        ``done`` and ``shared`` keep their stored values when not given. Core
+        ``done`` and ``shared`` keep their stored values when not given. With the
+        session's ``rule`` (companion.progress), the learner's progress in the
+        session is brought up to date too; without it, the stored progress is
+        marked stale and the next dashboard rebuilds it. Core
         statements, not the ORM's unit of work: on SQLite the write lock is held
         for the whole transaction, so its length bounds how many saves a second
         all learners together get."""
@@ -390,21 +493,49 @@ class Store:
             changes["done"] = done
         if shared is not None:
             changes["shared"] = shared
-        with self.session() as db:
-            learner_id = self._learner_id(db, username)
-            self._append_event(db, learner_id, session_id, activity_id, verb, value, now)
+        keeps_progress = rule is not None and rule.session_id == session_id
+        check_rule = keeps_progress and time.monotonic() - self._rule_checked.get(rule.version, -RULE_CHECK_SECONDS) >= RULE_CHECK_SECONDS
+        with self.transaction() as connection:
+            learner_id = self._learner_id(connection, username)
+            if not self.is_sqlite:
+                # Orders one learner's concurrent saves (two tabs), so each sees the other's response
+                # when it counts their progress. SQLite's write lock already orders every save.
+                connection.execute(_LOCK_LEARNER, {"learner": learner_id})
+            self._append_event(connection, learner_id, session_id, activity_id, verb, value, now)
             fresh = dict(learner_id=learner_id, session_id=session_id, activity_id=activity_id, done=False, shared=False) | changes
-            if self._upsert is not None:
-                stored_done, stored_shared = db.execute(self._upsert_response(tuple(changes)), fresh).one()
+            stored_done, stored_shared = self._put_response(connection, fresh, changes)
+            if keeps_progress:
+                if check_rule:
+                    connection.execute(_FORGET_RULE, {"version": rule.version})
+                self._put_progress(connection, learner_id, rule, now)
             else:
-                # Elsewhere: update, or insert when there was nothing to update.
-                responses = ResponseRow.__table__
-                match = (responses.c.learner_id == learner_id, responses.c.activity_id == activity_id)
-                if db.execute(update(responses).where(*match).values(**changes)).rowcount == 0:
-                    db.execute(insert(responses), fresh)
-                stored_done, stored_shared = db.execute(select(responses.c.done, responses.c.shared).where(*match)).one()
+                connection.execute(_FORGET_ANY_RULE)
+                connection.execute(_TOUCH_LEARNER, {"learner": learner_id, "at": now})
         self._known(username, learner_id)
+        if check_rule:
+            self._rule_checked[rule.version] = time.monotonic()
         return Response(username, session_id, activity_id, value, bool(stored_done), bool(stored_shared), now)
+
+    def _put_response(self, connection, fresh: dict, changes: dict) -> tuple[bool, bool]:
+        """Insert the response, or update its ``changes``; returns the stored (done, shared)."""
+        if self._upsert is not None:
+            return tuple(connection.execute(self._upsert_response(tuple(changes)), fresh).one())
+        # Elsewhere: update, or insert when there was nothing to update.
+        match = (_RESPONSES.c.learner_id == fresh["learner_id"], _RESPONSES.c.activity_id == fresh["activity_id"])
+        if connection.execute(update(_RESPONSES).where(*match).values(**changes)).rowcount == 0:
+            connection.execute(insert(_RESPONSES), fresh)
+        return tuple(connection.execute(select(_RESPONSES.c.done, _RESPONSES.c.shared).where(*match)).one())
+
+    def _put_progress(self, connection, learner_id: int, rule: SessionRule, now: datetime) -> None:
+        """Recount the learner's progress in the rule's session, and their sessions completed and started."""
+        if self._upsert is not None:
+            connection.execute(self._refresh_progress(rule), {"learner": learner_id})
+        else:
+            done_count, completed_at = connection.execute(self._progress_of(rule), {"learner": learner_id}).one()
+            match = (_PROGRESS.c.learner_id == learner_id, _PROGRESS.c.session_id == rule.session_id)
+            connection.execute(delete(_PROGRESS).where(*match))
+            connection.execute(insert(_PROGRESS), dict(learner_id=learner_id, session_id=rule.session_id, done=done_count, completed_at=completed_at))
+        connection.execute(self._learner_state(rule.sessions, one=True), {"learner": learner_id, "at": now})
 
     @functools.lru_cache(maxsize=None)
     def _upsert_response(self, changed: tuple[str, ...]):
@@ -416,16 +547,56 @@ class Store:
             index_elements=["learner_id", "activity_id"], set_={name: statement.excluded[name] for name in changed}
         ).returning(ResponseRow.__table__.c.done, ResponseRow.__table__.c.shared)
 
+    @staticmethod
+    @functools.lru_cache(maxsize=None)
+    def _progress_of(rule: SessionRule):
+        """One learner's progress in the rule's session, from their responses (parameter ``learner``)."""
+        r = _RESPONSES
+        return select(*_progress_columns(rule.required, (rule.finishing,) if rule.finishing else ())).where(
+            r.c.learner_id == bindparam("learner"), r.c.session_id == rule.session_id
+        )
+
+    @staticmethod
+    @functools.lru_cache(maxsize=None)
+    def _learner_state(sessions: tuple[str, ...], one: bool):
+        """Set learners' sessions completed and started from their progress.
+
+        ``one``: only learner ``learner``, who was active ``at`` (a save: one statement
+        for both); otherwise everyone, last active untouched (a rebuild)."""
+        p = _PROGRESS
+        mine = and_(p.c.learner_id == _LEARNERS.c.id, p.c.session_id.in_(sessions))
+        completed = select(func.count()).where(mine, p.c.completed_at.is_not(None)).scalar_subquery()
+        started = exists().where(mine, or_(p.c.completed_at.is_not(None), p.c.done > 0))
+        statement = update(_LEARNERS).values(sessions_completed=completed, started=started)
+        if not one:
+            return statement
+        return statement.where(_LEARNERS.c.id == bindparam("learner")).values(last_active=bindparam("at"))
+
+    @functools.lru_cache(maxsize=None)
+    def _refresh_progress(self, rule: SessionRule):
+        """Recompute one learner's progress in the rule's session and store it (parameter ``learner``): one statement."""
+        statement = self._upsert(_PROGRESS).from_select(
+            ["learner_id", "session_id", "done", "completed_at"],
+            select(bindparam("learner", type_=Integer), literal(rule.session_id, String), *self._progress_of(rule).selected_columns)
+            .where(_RESPONSES.c.learner_id == bindparam("learner"), _RESPONSES.c.session_id == rule.session_id),
+        )
+        return statement.on_conflict_do_update(
+            index_elements=["learner_id", "session_id"],
+            set_={"done": statement.excluded.done, "completed_at": statement.excluded.completed_at},
+        )
+
     def record(self, username: str, session_id: str, activity_id: str, verb: str, value: Any = None) -> None:
         """Append an event that changes no response (a page opened, a feedback form sent)."""
         _check_size(value)
         with self.session() as db:
             learner_id = self._learner_id(db, username)
-            self._append_event(db, learner_id, session_id, activity_id, verb, value, utcnow())
+            now = utcnow()
+            db.execute(_TOUCH_LEARNER, {"learner": learner_id, "at": now})
+            self._append_event(db, learner_id, session_id, activity_id, verb, value, now)
         self._known(username, learner_id)
 
     @staticmethod
-    def _append_event(db: Session, learner_id: int, session_id: str, activity_id: str, verb: str, value: Any, at: datetime) -> None:
+    def _append_event(db, learner_id: int, session_id: str, activity_id: str, verb: str, value: Any, at: datetime) -> None:
         db.execute(
             _EVENT_INSERT,
             dict(learner_id=learner_id, session_id=session_id, activity_id=activity_id, verb=verb, value=value, at=at),
@@ -522,8 +693,6 @@ class Store:
 
         ``done`` counts the ``required`` activities marked done; ``completed_at`` is
         when a ``finishing`` activity (a SessionComplete) was done, else None."""
-        from sqlalchemy import and_, case
-
         is_done = ResponseRow.done == True  # noqa: E712 (SQL, not Python)
         query = (
             select(
@@ -544,12 +713,85 @@ class Store:
     def last_active(self) -> dict[str, datetime]:
         """When each learner last did anything (opened a page, saved), by username."""
         with self.session() as db:
-            rows = db.execute(
-                select(LearnerRow.username, func.max(EventRow.at))
-                .join(LearnerRow, LearnerRow.id == EventRow.learner_id)
-                .group_by(LearnerRow.username)
+            rows = db.execute(select(_LEARNERS.c.username, _LEARNERS.c.last_active).where(_LEARNERS.c.last_active.is_not(None)))
+            return {username: _aware(at) for username, at in rows}
+
+    # Progress (the facilitator's figures) ---------------------------------
+
+    def progress_version(self) -> str | None:
+        """The rules the stored progress was built under (None: stale, rebuild it)."""
+        with self.session() as db:
+            return db.scalar(select(_META.c.value).where(_META.c.key == PROGRESS_RULE))
+
+    def rebuild_progress(self, rules: tuple[SessionRule, ...]) -> None:
+        """Recompute every learner's progress from the responses under ``rules``, in one statement.
+
+        Seconds for a hundred thousand learners; saves wait for it (SQLite's write
+        lock, PostgreSQL's table lock) rather than write progress it would miss."""
+        required = [a for rule in rules for a in rule.required]
+        finishing = [rule.finishing for rule in rules if rule.finishing]
+        with self.session() as db:
+            if self.engine.dialect.name == "postgresql":
+                db.execute(text("LOCK TABLE progress IN EXCLUSIVE MODE"))
+            db.execute(delete(_PROGRESS))
+            r = _RESPONSES
+            summary = (
+                select(r.c.learner_id, r.c.session_id, *_progress_columns(required, finishing))
+                .where(r.c.session_id.in_([rule.session_id for rule in rules]))
+                .group_by(r.c.learner_id, r.c.session_id)
             )
-            return {username: _aware(at) for username, at in rows if at is not None}
+            db.execute(insert(_PROGRESS).from_select(["learner_id", "session_id", "done", "completed_at"], summary))
+            db.execute(self._learner_state(tuple(rule.session_id for rule in rules), one=False))
+            db.execute(_FORGET_ANY_RULE)
+            db.execute(insert(_META).values(key=PROGRESS_RULE, value=rules[0].version if rules else ""))
+
+    def progress_summary(self, session_ids: list[str], cutoff: datetime, listed: int | None = None) -> ProgressSummary:
+        """Completion counts by cohort and session, the series, and who has not started or stalled.
+
+        Reads the stored progress (see :meth:`rebuild_progress`), in one read
+        transaction that takes no write lock. Not started: no session started.
+        Stalled: started, not every session complete, and not active since
+        ``cutoff``. Each list holds its first ``listed`` people (None: all), in
+        the order the dashboard shows them, each with the sessions they
+        completed; the counts cover everyone."""
+        p, learners = _PROGRESS, _LEARNERS
+        complete = p.c.completed_at.is_not(None)
+        every = learners.c.sessions_completed >= len(session_ids)
+        not_started = learners.c.started == False  # noqa: E712 (SQL, not Python)
+        inactive = or_(learners.c.last_active.is_(None), learners.c.last_active < cutoff.astimezone(timezone.utc))
+        stalled = and_(learners.c.started == True, ~every, inactive)  # noqa: E712
+        count = lambda condition: func.sum(case((condition, 1), else_=0))  # noqa: E731
+        people = lambda where, *order: (  # noqa: E731
+            select(learners.c.id, learners.c.username, learners.c.name, learners.c.cohort, learners.c.last_active)
+            .where(where).order_by(*order).limit(listed)
+        )
+        with self.session(write=False) as db:
+            cohorts = db.execute(
+                select(learners.c.cohort, func.count(), count(every), count(not_started), count(stalled)).group_by(learners.c.cohort)
+            ).all()
+            counts = db.execute(
+                select(learners.c.cohort, p.c.session_id, count(complete), count(and_(~complete, p.c.done > 0)))
+                .join_from(p, learners, learners.c.id == p.c.learner_id)
+                .where(p.c.session_id.in_(session_ids))
+                .group_by(learners.c.cohort, p.c.session_id)
+            ).all()
+            waiting = db.execute(people(not_started, learners.c.cohort == "", func.lower(learners.c.cohort), learners.c.username)).all()
+            stuck = db.execute(people(stalled, learners.c.last_active.is_not(None), learners.c.last_active, learners.c.username)).all()
+            completed: dict[int, set[str]] = {}
+            listed_ids = [row[0] for row in stuck]
+            for start in range(0, len(listed_ids), 500):
+                chunk = listed_ids[start : start + 500]
+                for learner_id, session_id in db.execute(select(p.c.learner_id, p.c.session_id).where(p.c.learner_id.in_(chunk), complete)):
+                    completed.setdefault(learner_id, set()).add(session_id)
+        return ProgressSummary(
+            cohort_sizes={cohort: size for cohort, size, *_ in cohorts},
+            session_counts=[(cohort, sid, int(c or 0), int(i or 0)) for cohort, sid, c, i in counts],
+            series_complete={cohort: int(series or 0) for cohort, _, series, _, _ in cohorts},
+            not_started_count=sum(int(n or 0) for *_, n, _ in cohorts),
+            stalled_count=sum(int(n or 0) for *_, n in cohorts),
+            not_started=[(u, n, c, _aware(a) if a else None, frozenset()) for _, u, n, c, a in waiting],
+            stalled=[(u, n, c, _aware(a) if a else None, frozenset(completed.get(i, ()))) for i, u, n, c, a in stuck],
+        )
 
     def latest_responses(self, activity_ids: list[str]) -> list[Response]:
         """Everyone's latest responses to these activities, values included (self-assessments, goals for the feed)."""
@@ -685,6 +927,15 @@ class Store:
                     target("shared", bool(item["shared"]))
             if new:
                 db.execute(insert(ResponseRow), list(new.values()))
+            latest: dict[int, datetime] = {}
+            for item in items:
+                learner_id, at = ids[item["username"]], _aware(item.get("at") or now)
+                latest[learner_id] = max(at, latest.get(learner_id, at))
+            current = dict(db.execute(select(_LEARNERS.c.id, _LEARNERS.c.last_active).where(_LEARNERS.c.id.in_(list(latest)))).all())
+            touched = [{"learner": i, "at": at} for i, at in latest.items() if current.get(i) is None or _aware(current[i]) < at]
+            if touched:
+                db.execute(_TOUCH_LEARNER, touched)
+            db.execute(_FORGET_ANY_RULE)
         return len(items)
 
 
