@@ -16,6 +16,9 @@ Seeding creates each schema with the product's own code, then bulk-inserts rows
 (``executemany``, in the storage format SQLAlchemy uses; seeding only). What is
 timed is each product's own code, in a fresh process per measurement:
 
+- companion progress rebuild: ``Store.rebuild_progress`` (the per-session
+  progress the pages keep as learners save, built whole, as after the notebooks
+  change; seeding bypassed the pages, so it runs once before the dashboard);
 - companion dashboard: ``companion.dashboard.figures(store, catalog)``;
 - companion export: ``companion.exports.write_evaluation(store, catalog, path)``;
 - nbgrader dashboard: ``Gradebook.student_dicts()`` plus
@@ -160,9 +163,12 @@ def seed_companion(url: str, catalog, learners: int) -> int:
         created = _stamp(BASE)
         for number in range(1, learners + 1):
             rng = random.Random(-number)
+            plan = learner_plan(catalog, number)
+            last = max((at + timedelta(minutes=len(done_list) - 1) for _, done_list, at in plan if done_list), default=None)
             yield "learner", (number, f"learner{number:06d}", f"Learner {number}", f"learner{number}@example.org",
-                              f"cohort-{(number - 1) // COHORT_SIZE:04d}", "Teaching and Learning", "{}", created)
-            for session_id, done_list, at in learner_plan(catalog, number):
+                              f"cohort-{(number - 1) // COHORT_SIZE:04d}", "Teaching and Learning", "{}", created,
+                              _stamp(last) if last else None)
+            for session_id, done_list, at in plan:
                 for step, (activity, done) in enumerate(done_list):
                     moment = _stamp(at + timedelta(minutes=step))
                     value = json.dumps(_value(activity, rng))
@@ -173,7 +179,7 @@ def seed_companion(url: str, catalog, learners: int) -> int:
                     written += 1
 
     _bulk(_sqlite_path(url), {
-        "learner": "INSERT INTO learners (id, username, name, email, cohort, department, extra, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        "learner": "INSERT INTO learners (id, username, name, email, cohort, department, extra, created_at, last_active) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
         "response": "INSERT INTO responses (learner_id, session_id, activity_id, value, done, shared, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
         "event": "INSERT INTO events (learner_id, session_id, activity_id, verb, value, at) VALUES (?, ?, ?, ?, ?, ?)",
     }, rows())
@@ -231,6 +237,18 @@ def seed_gradebook(url: str, catalog, learners: int) -> int:
 
 
 # The measured calls, each in a fresh process ----------------------------------------
+
+
+def _companion_rebuild(url: str, root: str, home: str, out: str) -> dict:
+    """The progress the pages keep as learners save, built whole (once, after the notebooks change)."""
+    from companion.progress import session_rules
+    from companion.store import Store
+
+    catalog = _catalog(Path(root), Path(home))
+    store = Store(url)
+    started = _begin()
+    store.rebuild_progress(session_rules(catalog))
+    return {"seconds": time.perf_counter() - started, "function": "companion.store.Store.rebuild_progress"}
 
 
 def _companion_dashboard(url: str, root: str, home: str, out: str) -> dict:
@@ -364,6 +382,8 @@ def scale(workdir: Path, sizes: list[int], cap: float, peer_cap: float) -> dict:
             log(f"  {size:,} learners: seeded the nbgrader gradebook ({grades:,} grades) in {time.monotonic() - started:.0f} s")
         figures = {}
         args = (str(root), str(home))
+        # The pages keep progress current as learners save; seeding bypassed them, so build it as after a notebook change.
+        figures["companion_rebuild"] = measure("_companion_rebuild", (companion_url, *args, ""), cap)
         figures["companion_dashboard"] = measure("_companion_dashboard", (companion_url, *args, str(folder / "x")), cap)
         figures["companion_export"] = measure("_companion_export", (companion_url, *args, str(folder / "evaluation.csv")), cap)
         for key, function, out in (("nbgrader_dashboard", "_nbgrader_dashboard", ""), ("nbgrader_export", "_nbgrader_export", str(folder / "grades.csv"))):

@@ -181,6 +181,9 @@ def table(results: dict, plan: dict) -> str:
         add(f"5 ({size:,})", f"Dashboard figures, {size:,} learners x 6 sessions: seconds to compute{agree}",
             _seconds(cd), f"nbgrader Gradebook {_seconds(nd)}" + _ratio(cd, nd), target, ok)
         add(f"5e ({size:,})", f"Evaluation export (CSV), {size:,} learners", _seconds(ce), f"nbgrader export {_seconds(ne)}" + _ratio(ce, ne), "(none)", "-")
+        if "companion_rebuild" in figures:
+            add(f"5r ({size:,})", f"Progress rebuild, {size:,} learners: once, when the notebooks change which activities are required (saves keep it current)",
+                _seconds(figures["companion_rebuild"]), "-", "(none)", "-")
     return "\n".join(lines)
 
 

@@ -1,8 +1,8 @@
 """Store throughput: many processes saving at once for a fixed time, and proof that none was lost.
 
 Each writer is its own process (as each learner's page has its own kernel) and
-calls the product's ``Store.save`` (an event plus the latest response, one
-transaction) in a loop: all start together, stop at the same deadline, and
+calls the product's ``Store.save`` with its session's rule, as a page does (an
+event, the latest response and the learner's progress, one transaction) in a loop: all start together, stop at the same deadline, and
 report how many saves returned. Afterwards the events table must hold exactly
 that many events, and each writer's events must be its sequence 0..n-1 in order.
 """
@@ -16,16 +16,19 @@ from common import summary
 
 
 def _writer(url: str, writer: int, ready, start_at, seconds: float, results) -> None:
+    from companion.progress import SessionRule
     from companion.store import open_store
 
     store = open_store(url)  # opened (and the schema checked) before the clock starts
+    # As a page saves: with its session's rule, so each save keeps the learner's progress current too.
+    rule = SessionRule("s1", tuple(f"s1-a{n}" for n in range(5)), "s1-complete", ("s1", "s2"), "bench")
     ready.put(writer)
     start_at.wait()
     deadline = time.monotonic() + seconds
     count, latencies = 0, []
     while time.monotonic() < deadline:
         began = time.monotonic()
-        store.save(f"writer{writer}", "s1", f"s1-a{count % 5}", "responded", {"writer": writer, "n": count}, done=True)
+        store.save(f"writer{writer}", "s1", f"s1-a{count % 5}", "responded", {"writer": writer, "n": count}, done=True, rule=rule)
         latencies.append(time.monotonic() - began)
         count += 1
     results.put((writer, count, latencies))
