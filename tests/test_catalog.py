@@ -7,7 +7,7 @@ import pytest
 from companion.catalog import load_catalog
 from companion.cli import main
 from companion.settings import load_settings
-from conftest import FILES, make_course
+from conftest import FILES, REPO, make_course
 
 
 @pytest.fixture
@@ -63,3 +63,16 @@ def test_check_reports_each_mistake_with_file_and_cell(broken, capsys, expected)
 def test_check_passes_a_sound_course(course, capsys):
     assert main(["check"]) == 0
     assert capsys.readouterr().out == "All 2 sessions are in order: 9 activities.\n"
+
+
+EXERCISES = {"Choice", "Sort", "SelfAssessment", "Goal"}
+
+
+@pytest.mark.parametrize("session", load_settings(REPO).sessions, ids=lambda s: s.id)
+def test_every_real_session_has_two_required_reflections_two_kinds_of_exercise_and_a_close(session):
+    catalog = load_catalog(load_settings(REPO))
+    activities = catalog.activities(session.id)
+    required = catalog.required(session.id)
+    assert sum(a.kind == "Reflection" for a in required) >= 2
+    assert len({a.kind for a in required} & EXERCISES) >= 2, "exercises of at least two different kinds"
+    assert activities[-1].kind == "SessionComplete"

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 import tomllib
 
 from companion.cli import parser
@@ -67,3 +69,12 @@ def test_public_notebook_functions_have_docstrings_with_examples():
     for name in activities.__all__:
         doc = getattr(activities, name).__doc__ or ""
         assert "Example" in doc or ">>>" in doc or "::" in doc, f"{name} needs a docstring with an example"
+
+
+def test_the_performance_section_gives_the_benchmark_command_and_its_table():
+    section = README.split("## Performance", 1)[1]
+    assert "python tests/bench/run.py -o bench-results.md" in fenced_commands(section)
+    assert "| # | Figure | Companion | Peer | Target | Met? |" in section
+    assert "BENCH-TABLE" not in section, "the table of a real run, not the placeholder"
+    shown = subprocess.run([sys.executable, "tests/bench/run.py", "--help"], cwd=REPO, capture_output=True, text=True)
+    assert shown.returncode == 0 and "--quick" in shown.stdout

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from companion.errors import StoreError
+from companion.progress import SessionRule
 from companion.store import HEAD_REVISION, MAX_VALUE_BYTES, Store, open_store
 
 
@@ -56,6 +57,17 @@ def test_what_a_save_returns_is_what_is_stored(tmp_path, upsert):
     assert store.response("ana", "s1-why") == third
     assert store.count_events() == 3
     assert len(store.responses("ana")) == 1
+
+    # With its session's rule a save keeps the learner's progress, as a rebuild would find it.
+    rule = SessionRule("s1", ("s1-why",), "s1-complete", ("s1",), "v1")
+    store.rebuild_progress((rule,))
+    store.save("ben", "s1", "s1-why", "responded", {"text": "b"}, done=True, rule=rule)
+    store.save("ben", "s1", "s1-complete", "completed", {}, done=True, rule=rule)
+    assert store.progress_version() == "v1"
+    kept = store.progress_summary(["s1"], datetime.now(timezone.utc), listed=None)
+    assert sorted(kept.session_counts) == [("", "s1", 1, 1)], "ben complete, ana in progress"
+    store.rebuild_progress((rule,))
+    assert store.progress_summary(["s1"], datetime.now(timezone.utc), listed=None).session_counts == kept.session_counts
 
 
 def test_learners_never_see_each_others_responses(store_url):
