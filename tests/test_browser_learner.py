@@ -170,7 +170,7 @@ def test_a_learner_can_write_save_and_share_with_the_keyboard_alone(server, page
     assert saved.shared is True
 
 
-def test_a_session_page_loads_only_the_widget_managers_frontend_extensions(server, page):
+def test_a_session_page_loads_only_the_widget_managers_extensions_and_nothing_from_elsewhere(server, page):
     fetched = []
     page.on("request", lambda request: fetched.append(request.url))
     open_session(page, server.page("02-short.ipynb"))
@@ -179,3 +179,5 @@ def test_a_session_page_loads_only_the_widget_managers_frontend_extensions(serve
     wait_until(lambda: store_of(server.root).response("ana", "s2-note").value == {"text": "Still works."}, what="the save")
     loaded = {re.search(r"/voila/labextensions/(@[^/]+/[^/]+|[^/]+)/", url).group(1) for url in fetched if "/voila/labextensions/" in url}
     assert loaded == set(PAGE_EXTENSIONS), "nbgrader's, Notebook's and pygments' extensions are not fetched"
+    elsewhere = [url for url in fetched if not url.startswith((server.url, "data:"))]
+    assert elsewhere == [], "a learner's browser asks nothing of any other host"

@@ -29,14 +29,19 @@ from .store import open_store
 
 HOME_PAGE = "voila/render/home.ipynb"
 TEMPLATE = "companion"
-TEMPLATE_PAGE = """{%- extends 'lab/index.html.j2' -%}
-{%- block notebook_css -%}
-{{ super() }}
-<style>
-{% include 'theme.css' %}
-</style>
-{%- endblock notebook_css -%}
-"""
+# Voila's lab template links Font Awesome from a public CDN, though voila.js bundles it already:
+# dropped, so a learner's browser asks nothing of any host but the companion's.
+CDN_LINKS = (
+    '<link rel="stylesheet" href="https://cdn.jsdelivr.net/npm/@fortawesome/fontawesome-free@^5/css/all.min.css" type="text/css" />',
+    '<link rel="stylesheet" href="https://cdn.jsdelivr.net/npm/@fortawesome/fontawesome-free@^5/css/v4-shims.min.css" type="text/css" />',
+)
+TEMPLATE_PAGE = (
+    "{%- extends 'lab/index.html.j2' -%}\n"
+    "{%- block notebook_css -%}\n"
+    "{{ super()" + "".join(f" | replace('{link}', '')" for link in CDN_LINKS) + " }}\n"
+    "<style>\n{% include 'theme.css' %}\n</style>\n"
+    "{%- endblock notebook_css -%}\n"
+)
 
 
 # The JupyterLab extensions a session page loads: ipywidgets' manager and Voila's for ipywidgets 8.
