@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -181,3 +182,15 @@ def test_a_session_page_loads_only_the_widget_managers_extensions_and_nothing_fr
     assert loaded == set(PAGE_EXTENSIONS), "nbgrader's, Notebook's and pygments' extensions are not fetched"
     elsewhere = [url for url in fetched if not url.startswith((server.url, "data:"))]
     assert elsewhere == [], "a learner's browser asks nothing of any other host"
+
+
+def test_page_kernels_talk_to_the_server_over_unix_sockets_not_tcp_ports(server, page):
+    # Over TCP, kernels started at once can be handed the same port, and one of them dies.
+    sockets = []
+    page.on("websocket", lambda ws: sockets.append(ws.url))
+    open_session(page, server.page("02-short.ipynb"))
+    kernel_id = next(re.search(r"/api/kernels/([0-9a-f-]{36})/channels", url).group(1) for url in sockets if "/channels" in url)
+    arguments = Path(f"/proc/{kernel_pid(kernel_id)}/cmdline").read_bytes().split(b"\0")
+    connection = json.loads(Path(arguments[arguments.index(b"-f") + 1].decode()).read_text())
+    assert connection["transport"] == "ipc"
+    assert page.get_by_label("One thing you noticed this week.").is_editable()

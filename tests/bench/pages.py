@@ -195,7 +195,7 @@ def html_burst(server, learners: int = 20, window: float = 1.0, timeout: float =
         body = b""
         try:
             with urllib.request.urlopen(server.page(PAGE, link_query(f"html{n}")), timeout=timeout) as response:
-                while chunk := response.read(65536):
+                while chunk := response.read1(65536):  # read1: what has arrived (read(n) waits for n bytes)
                     body += chunk
                     if time.monotonic() - start > timeout:
                         return None, f"not finished after {timeout:.0f} s"

@@ -94,6 +94,10 @@ def voila_config(settings: Settings, port: int, host: str = "127.0.0.1") -> dict
             "cull_interval": 60,
             "cull_connected": False,
         },
+        # Kernels talk to the server over Unix sockets named after each kernel. Over TCP, kernels
+        # started at once (learners arriving together) can be handed the same free port: that
+        # kernel dies, and its learner's page never arrives. (Nor is local TCP encrypted.)
+        "KernelManager": {"transport": "ipc"},
     }
     if settings.server.https:
         # Framed by Canvas, the page is third-party: browsers send its cookies (the _xsrf
