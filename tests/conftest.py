@@ -112,14 +112,19 @@ class Server:
         return f"{self.url}/voila/render/{name}" + (f"?{query}" if query else "")
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait()
+        stop_process_group(self.process)
         self.log.close()
+
+
+def stop_process_group(process: subprocess.Popen, timeout: float = 20) -> None:
+    """Stop a server started with ``start_new_session=True`` and its kernels: TERM, then KILL after ``timeout`` s."""
+    if process.poll() is None:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,6 @@ from __future__ import annotations
 import math
 import os
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
@@ -25,7 +24,7 @@ REPO = TESTS.parent
 if str(TESTS) not in sys.path:
     sys.path.insert(0, str(TESTS))
 
-from conftest import CHROMIUM, CHROMIUM_FLAGS, Server, free_port, make_course, wait_for_server  # noqa: E402
+from conftest import CHROMIUM, CHROMIUM_FLAGS, Server, free_port, make_course, stop_process_group, wait_for_server  # noqa: E402
 
 # The one-reflection session of the fixture course (a Reflection and a SessionComplete).
 PAGE = "02-short.ipynb"
@@ -146,13 +145,7 @@ class StockVoila:
         return Path(self.log.name).read_text(errors="replace")
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait()
+        stop_process_group(self.process, timeout=30)
         if not self.log.closed:
             self.log.close()
 
