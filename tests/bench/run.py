@@ -105,7 +105,7 @@ def run_store(workspace: Workspace, plan: dict, results: dict) -> None:
     log(f"4. Store throughput: {plan['writers']} processes saving for {plan['seconds']:.0f} s (SQLite, WAL)")
     url = f"sqlite:///{workspace.home('throughput') / 'companion.db'}"
     results["store"] = writers.throughput(url, plan["writers"], plan["seconds"])
-    log(f"   and one process alone, for the per-save cost without contention")
+    log("   and one process alone, for the per-save cost without contention")
     url = f"sqlite:///{workspace.home('throughput-single') / 'companion.db'}"
     results["store_single"] = writers.throughput(url, 1, min(plan["seconds"], 5.0))
 

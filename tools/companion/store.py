@@ -693,16 +693,10 @@ class Store:
 
         ``done`` counts the ``required`` activities marked done; ``completed_at`` is
         when a ``finishing`` activity (a SessionComplete) was done, else None."""
-        is_done = ResponseRow.done == True  # noqa: E712 (SQL, not Python)
         query = (
-            select(
-                LearnerRow.username,
-                ResponseRow.session_id,
-                func.sum(case((and_(ResponseRow.activity_id.in_(list(required)), is_done), 1), else_=0)),
-                func.max(case((and_(ResponseRow.activity_id.in_(list(finishing)), is_done), ResponseRow.updated_at))),
-            )
-            .join(LearnerRow, LearnerRow.id == ResponseRow.learner_id)
-            .group_by(LearnerRow.username, ResponseRow.session_id)
+            select(_LEARNERS.c.username, _RESPONSES.c.session_id, *_progress_columns(required, finishing))
+            .join_from(_RESPONSES, _LEARNERS, _LEARNERS.c.id == _RESPONSES.c.learner_id)
+            .group_by(_LEARNERS.c.username, _RESPONSES.c.session_id)
         )
         with self.session() as db:
             return [
