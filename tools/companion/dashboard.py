@@ -64,30 +64,20 @@ NO_COHORT = "(no cohort)"
 # Figures ----------------------------------------------------------------------
 
 
-def _session_activities(catalog: Catalog) -> tuple[dict[str, list[str]], dict[str, str]]:
-    required = {s.id: [a.id for a in catalog.required(s.id)] for s in catalog.settings.sessions}
-    finishing = {}
-    for session in catalog.settings.sessions:
-        finish = next((a for a in catalog.activities(session.id) if a.kind == "SessionComplete"), None)
-        if finish is not None:
-            finishing[session.id] = finish.id
-    return required, finishing
-
-
 def everyone_progress(store: Store, catalog: Catalog, learners: list[Learner] | None = None) -> dict[str, list[SessionProgress]]:
     """Every learner's progress in every session (course order), by username, from one grouped query.
 
     The same rules as :func:`companion.progress.learner_progress`, for everyone at once."""
-    required, finishing = _session_activities(catalog)
+    rules = session_rules(catalog)
     summaries = store.session_summaries(
-        [a for ids in required.values() for a in ids], list(finishing.values())
+        [a for rule in rules for a in rule.required], [rule.finishing for rule in rules if rule.finishing]
     )
     saved = {(username, session_id): (done, completed) for username, session_id, done, completed in summaries}
     sessions = catalog.settings.sessions
     return {
         learner.username: [
-            SessionProgress(s.id, s.number, s.title, len(required[s.id]), *saved.get((learner.username, s.id), (0, None)))
-            for s in sessions
+            SessionProgress(s.id, s.number, s.title, len(rule.required), *saved.get((learner.username, s.id), (0, None)))
+            for s, rule in zip(sessions, rules)
         ]
         for learner in (store.learners() if learners is None else learners)
     }
