@@ -1,10 +1,9 @@
 """Progress per learner and session, and when each learner was last active, kept as learners save.
 
-Beside the per-session rows, each learner's row holds how many sessions they
-completed and whether they started any, so the figures read one row a learner.
-
 The facilitator's figures read these instead of every response and event, so
-the dashboard stays fast with a hundred thousand learners. ``last_active`` is
+the dashboard stays fast with a hundred thousand learners. Beside the
+per-session rows, each learner's row holds how many sessions they completed
+and whether they started any, so the figures read one row a learner. ``last_active`` is
 filled from the events already saved. ``progress`` depends on which activities
 the notebooks require, which a migration cannot know: it starts empty, and the
 first dashboard builds it (``Store.rebuild_progress``).
