@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 from pathlib import Path
 from typing import Callable
 
@@ -29,19 +30,8 @@ from .store import open_store
 
 HOME_PAGE = "voila/render/home.ipynb"
 TEMPLATE = "companion"
-# Voila's lab template links Font Awesome from a public CDN, though voila.js bundles it already:
-# dropped, so a learner's browser asks nothing of any host but the companion's.
-CDN_LINKS = (
-    '<link rel="stylesheet" href="https://cdn.jsdelivr.net/npm/@fortawesome/fontawesome-free@^5/css/all.min.css" type="text/css" />',
-    '<link rel="stylesheet" href="https://cdn.jsdelivr.net/npm/@fortawesome/fontawesome-free@^5/css/v4-shims.min.css" type="text/css" />',
-)
-TEMPLATE_PAGE = (
-    "{%- extends 'lab/index.html.j2' -%}\n"
-    "{%- block notebook_css -%}\n"
-    "{{ super()" + "".join(f" | replace('{link}', '')" for link in CDN_LINKS) + " }}\n"
-    "<style>\n{% include 'theme.css' %}\n</style>\n"
-    "{%- endblock notebook_css -%}\n"
-)
+# The template's own files (index.html.j2, conf.json, companion.js); course/theme.css joins them.
+TEMPLATE_SOURCE = Path(__file__).parent / "templates" / TEMPLATE
 
 
 # The JupyterLab extensions a session page loads: ipywidgets' manager and Voila's for ipywidgets 8.
@@ -108,14 +98,14 @@ def voila_config(settings: Settings, port: int, host: str = "127.0.0.1") -> dict
 
 
 def write_template(settings: Settings) -> Path:
-    """The Voila template "companion": Voila's lab template plus course/theme.css.
+    """The Voila template "companion": Voila's lab template, course/theme.css and the page script.
 
     Returns the folder to put on ``JUPYTER_PATH`` so Voila finds it."""
     jupyter = settings.home / "jupyter"
     folder = jupyter / "voila" / "templates" / TEMPLATE
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "conf.json").write_text(json.dumps({"base_template": "lab"}) + "\n", encoding="utf-8")
-    (folder / "index.html.j2").write_text(TEMPLATE_PAGE, encoding="utf-8")
+    for source in TEMPLATE_SOURCE.iterdir():
+        shutil.copyfile(source, folder / source.name)
     theme = settings.root / "course" / "theme.css"
     (folder / "theme.css").write_text(theme.read_text(encoding="utf-8") if theme.exists() else "", encoding="utf-8")
     return jupyter
