@@ -23,7 +23,7 @@ def test_activities_are_read_from_the_notebook_without_running_it(course):
     assert [a.kind for a in activities] == ["Choice", "Sort", "Reflection", "Reflection", "SelfAssessment", "Goal", "SessionComplete"]
     assert [a.id for a in catalog.required("s1")] == ["s1-end", "s1-levels", "s1-why", "s1-private"]
     why = catalog.activity("s1-why")
-    assert (why.competency, why.cell, why.title) == ("racial-equity-mindset", 6, "What is your why for leading with racial equity?")
+    assert (why.competency, why.cell, why.title) == ("racial-equity-mindset", 6, "Your why")
     assert catalog.problems() == []
 
 
@@ -51,13 +51,45 @@ def test_the_catalog_sees_a_notebook_change_without_a_restart(course):
         "sessions/05-wrong-workbook-syntax-error.ipynb, cell 2: Python syntax error on line 1",
         "sessions/05-wrong-workbook-syntax-error.ipynb: says Workbook(\"s1\") but course/course.toml gives it session 's5'",
         "sessions/05-wrong-workbook-syntax-error.ipynb: has no SessionComplete(\"s5-complete\") call",
+        "sessions/06-titles.ipynb, cell 3: Reflection 's6-untitled' needs title=\"...\": a short name (at most 60 characters)",
+        "sessions/06-titles.ipynb, cell 4: Choice 's6-long': title is 72 characters; shorten it to at most 60",
+        "sessions/06-titles.ipynb, cell 6: Reflection 's6-second': title 'same name' is already used in cell 5",
+        "sessions/06-titles.ipynb, cell 7: Reflection 's6-empty': title is empty",
     ],
 )
 def test_check_reports_each_mistake_with_file_and_cell(broken, capsys, expected):
     assert main(["check"]) == 1
     err = capsys.readouterr().err
     assert expected in err
-    assert "14 problems found; fix them and run 'companion check' again." in err
+    assert "18 problems found; fix them and run 'companion check' again." in err
+
+
+def test_titles_come_from_the_notebook_uncut_and_self_ratings_goals_and_the_close_have_their_own(broken):
+    catalog = load_catalog(load_settings())
+    assert [a.title for a in catalog.activities("s6")] == [
+        "A reflection whose notebook gives it no title",
+        "A title so long that it would wrap in the to-do list and be hard to scan",
+        "Same name",
+        "same name",
+        "A reflection with an empty title",
+        "Self-rating: Cultural Proficiency (start)",
+        "Goal: Racial Equity Mindset",
+        "Finish the session",
+    ]
+
+
+def test_a_self_rating_without_a_title_is_named_by_the_competency_name_in_course_toml(broken):
+    toml = broken / "course" / "course.toml"
+    toml.write_text(toml.read_text().replace('name = "Cultural Proficiency"', 'name = "Cultural Proficiency (CP)"'))
+    assert load_catalog(load_settings()).activity("s6-start-cultural-proficiency").title == "Self-rating: Cultural Proficiency (CP) (start)"
+
+
+def test_every_real_activity_has_a_short_title_of_its_own():
+    catalog = load_catalog(load_settings(REPO))
+    for session in catalog.settings.sessions:
+        titles = [a.args.get("title") for a in catalog.activities(session.id)]
+        assert all(isinstance(t, str) and 0 < len(t) <= 60 for t in titles), titles
+        assert len({t.casefold() for t in titles}) == len(titles), titles
 
 
 def test_check_passes_a_sound_course(course, capsys):

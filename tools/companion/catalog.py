@@ -28,6 +28,9 @@ from .settings import Settings, load_settings
 ACTIVITY_KINDS = ("Reflection", "Choice", "Sort", "SelfAssessment", "Goal", "SessionComplete")
 EXERCISE_KINDS = ("Choice", "Sort", "SelfAssessment", "Goal")
 ACTIVITY_ID = re.compile(r"^s[0-9]+-[a-z0-9]+(-[a-z0-9]+)*$")
+# Kinds whose notebook must give a title: nothing else names them briefly.
+TITLED_KINDS = ("Reflection", "Choice", "Sort")
+MAX_TITLE_CHARS = 60
 
 
 @dataclass(frozen=True)
@@ -41,6 +44,7 @@ class Activity:
     competency: str | None = None
     required: bool = True
     args: dict = field(default_factory=dict, compare=False, hash=False)
+    competency_name: str | None = field(default=None, compare=False)  # from course.toml, for the fallback title
 
     @property
     def counts_for_completion(self) -> bool:
@@ -48,15 +52,28 @@ class Activity:
 
     @property
     def title(self) -> str:
-        """A short human title: the prompt, question or instructions, shortened."""
+        """The short name supervisors see in the to-do list: the notebook's ``title=``, never cut."""
+        given = self.args.get("title")
+        if isinstance(given, str) and given.strip():
+            return " ".join(given.split())
+        return self.fallback_title
+
+    @property
+    def fallback_title(self) -> str:
+        """A title for an activity whose notebook gives none."""
+        name = self.competency_name or (self.competency or "").replace("-", " ").title()
+        if self.kind == "SelfAssessment" and name:
+            return f"Self-rating: {name} ({self.args.get('stage', 'start')})"
+        if self.kind == "Goal" and name:
+            return f"Goal: {name}"
+        if self.kind == "SessionComplete":
+            return "Finish the session"
         text = next(
             (self.args[k] for k in ("prompt", "question", "instructions") if isinstance(self.args.get(k), str)),
             "",
         )
-        if not text and self.competency:
-            text = f"{self.kind}: {self.competency.replace('-', ' ')}"
         text = " ".join(text.split()) or self.id
-        return text if len(text) <= 90 else text[:87].rstrip() + "..."
+        return text if len(text) <= MAX_TITLE_CHARS else text[: MAX_TITLE_CHARS - 1].rstrip() + "…"
 
 
 @dataclass(frozen=True)
@@ -87,8 +104,12 @@ def _call_name(node: ast.Call) -> str | None:
     return None
 
 
-def read_notebook(path: Path, label: str, session_id: str) -> NotebookReading:
-    """Find the ``Workbook`` and activity calls in one notebook, without running it."""
+def read_notebook(path: Path, label: str, session_id: str, names: dict[str, str] | None = None) -> NotebookReading:
+    """Find the ``Workbook`` and activity calls in one notebook, without running it.
+
+    ``names`` maps competency ids to their names in course.toml, for the
+    titles of self-ratings and goals whose notebook gives none.
+    """
     problems: list[Problem] = []
     try:
         cells = json.loads(path.read_text(encoding="utf-8"))["cells"]
@@ -121,7 +142,7 @@ def read_notebook(path: Path, label: str, session_id: str) -> NotebookReading:
                 else:
                     problems.append(Problem(label, number, "Workbook(...) needs the session id as a literal string"))
             elif name in ACTIVITY_KINDS:
-                activity = _read_call(node, name, session_id, number, label, problems)
+                activity = _read_call(node, name, session_id, number, label, problems, names or {})
                 if activity:
                     activities.append(activity)
     return NotebookReading(workbook, tuple(activities), tuple(problems))
@@ -137,7 +158,7 @@ def _check_note(cell: dict, source: str, label: str, number: int) -> list[Proble
     return []
 
 
-def _read_call(node: ast.Call, kind: str, session_id: str, cell: int, label: str, problems: list) -> Activity | None:
+def _read_call(node: ast.Call, kind: str, session_id: str, cell: int, label: str, problems: list, names: dict[str, str]) -> Activity | None:
     if not node.args or not isinstance(node.args[0], ast.Constant) or not isinstance(node.args[0].value, str):
         problems.append(Problem(label, cell, f"{kind}(...) needs its id as the first argument, a literal string"))
         return None
@@ -161,12 +182,13 @@ def _read_call(node: ast.Call, kind: str, session_id: str, cell: int, label: str
         competency=args.get("competency"),
         required=bool(args.get("required", True)),
         args=args,
+        competency_name=names.get(args.get("competency")) if isinstance(args.get("competency"), str) else None,
     )
 
 
 @lru_cache(maxsize=64)
-def _read_cached(path: Path, mtime: float, label: str, session_id: str) -> NotebookReading:
-    return read_notebook(path, label, session_id)
+def _read_cached(path: Path, mtime: float, label: str, session_id: str, names: tuple[tuple[str, str], ...]) -> NotebookReading:
+    return read_notebook(path, label, session_id, dict(names))
 
 
 class Catalog:
@@ -175,10 +197,11 @@ class Catalog:
     def __init__(self, settings: Settings):
         self.settings = settings
         self.readings: dict[str, NotebookReading] = {}
+        names = tuple((c.id, c.name) for c in settings.competencies)
         for session in settings.sessions:
             path = settings.root / session.notebook
             mtime = path.stat().st_mtime if path.exists() else -1.0
-            self.readings[session.id] = _read_cached(path, mtime, session.notebook, session.id)
+            self.readings[session.id] = _read_cached(path, mtime, session.notebook, session.id, names)
 
     def activities(self, session_id: str) -> tuple[Activity, ...]:
         return self.readings[session_id].activities
@@ -222,6 +245,7 @@ class Catalog:
                 if activity.kind in ("SelfAssessment", "Goal") and activity.competency is None:
                     problems.append(Problem(label, activity.cell, f"{activity.kind} '{activity.id}' needs competency=..."))
                 problems.extend(_check_answers(activity, label))
+            problems.extend(_check_titles(reading.activities, label))
             if not self.required(session.id):
                 problems.append(Problem(label, None, "has no required activity, so it could never be completed; add one"))
             if not any(a.kind == "SessionComplete" for a in reading.activities):
@@ -243,6 +267,27 @@ def _check_answers(activity: Activity, label: str) -> list[Problem]:
         for item in args.get("items") or []:
             if len(item) < 2 or item[1] not in categories:
                 found.append(Problem(label, activity.cell, f"Sort '{activity.id}': item {item[0]!r} names a category that is not in categories"))
+    return found
+
+
+def _check_titles(activities: tuple[Activity, ...], label: str) -> list[Problem]:
+    """Each activity's title is what supervisors see in the to-do list: given where needed, short, and unique in its session."""
+    found, used = [], {}
+    for activity in activities:
+        given = activity.args.get("title")
+        name = f"{activity.kind} '{activity.id}'"
+        if given is None and activity.kind in TITLED_KINDS:
+            found.append(Problem(label, activity.cell, f"{name} needs title=\"...\": a short name (at most {MAX_TITLE_CHARS} characters) that supervisors see in the to-do list"))
+        elif given is not None and not isinstance(given, str):
+            found.append(Problem(label, activity.cell, f"{name}: title must be text in quotes, not {given!r}"))
+        elif given is not None and not given.strip():
+            found.append(Problem(label, activity.cell, f"{name}: title is empty; give it a short name that supervisors see in the to-do list"))
+        elif given is not None and len(activity.title) > MAX_TITLE_CHARS:
+            found.append(Problem(label, activity.cell, f"{name}: title is {len(activity.title)} characters; shorten it to at most {MAX_TITLE_CHARS} so it fits the to-do list"))
+        key = activity.title.casefold()
+        if key in used:
+            found.append(Problem(label, activity.cell, f"{name}: title '{activity.title}' is already used in cell {used[key].cell}; give each activity in a session its own title"))
+        used.setdefault(key, activity)
     return found
 
 
