@@ -76,11 +76,13 @@ def course(tmp_path, monkeypatch):
 class Server:
     """A real ``companion serve`` in its own process group."""
 
-    def __init__(self, root: Path, mode: str = "local", learner: str = "ana", extra_env: dict | None = None, home: Path | None = None):
+    def __init__(
+        self, root: Path, mode: str = "local", learner: str = "ana", extra_env: dict | None = None, home: Path | None = None, port: int | None = None
+    ):
         self.root = root
         self.home = home or root / "reflections"
         self.home.mkdir(parents=True, exist_ok=True)
-        self.port = free_port()
+        self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = open(self.home / f"serve-{self.port}.log", "w+")
         env = {k: v for k, v in os.environ.items() if not k.startswith(("COMPANION_", "JUPYTERHUB_"))}
@@ -205,3 +207,16 @@ def postgres_url():
     finally:
         subprocess.run([*as_postgres, str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"], capture_output=True)
         shutil.rmtree(folder, ignore_errors=True)
+
+
+# Screenshots ------------------------------------------------------------------
+
+SCREENSHOTS = pytest.StashKey[Path]()  # the folder tests/test_browser_layout.py saved its screenshots in
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    """Says where the page screenshots of this run are, when any were taken."""
+    folder = config.stash.get(SCREENSHOTS, None)
+    if folder is not None:
+        terminalreporter.write_sep("-", "page screenshots")
+        terminalreporter.write_line(f"Screenshots: {folder}")

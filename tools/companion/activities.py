@@ -21,17 +21,17 @@ expired link), the Workbook says why and no activity renders or records.
 from __future__ import annotations
 
 import asyncio
-import os
 import threading
-from datetime import date, datetime
+from datetime import date, datetime, timezone
 from html import escape
-from typing import Any, Callable, ClassVar, Sequence
+from typing import Any, Callable, ClassVar, Mapping, Sequence
 
 import ipywidgets as widgets
 
-from . import identity
+from . import identity, paths
 from .catalog import load_catalog
 from .errors import CourseError
+from .identity import page_query as _query_string
 from .progress import session_rule
 from .settings import load_settings
 from .store import Response, open_store
@@ -45,12 +45,41 @@ USEFULNESS = ("Not useful", "Somewhat useful", "Useful", "Very useful")
 UNSET = "Choose..."
 
 
-def _saved_at(moment: datetime) -> str:
-    return moment.strftime("Saved at %H:%M:%S UTC on %d %b %Y")
+def local_time(moment: datetime, form: str = "datetime") -> str:
+    """A ``<time>`` the page script shows in the learner's own time zone (``form``: time, date or datetime).
+
+    The text inside, in UTC, is what a browser without the script shows."""
+    moment = moment.astimezone(timezone.utc)
+    fallback = {"time": "%H:%M UTC on %d %b %Y", "date": "%d %b %Y", "datetime": "%d %b %Y, %H:%M UTC"}[form]
+    return (
+        f'<time class="companion-local" datetime="{moment.isoformat(timespec="seconds")}" '
+        f'data-format="{form}">{moment.strftime(fallback)}</time>'
+    )
 
 
-def _status(text: str, kind: str = "ok") -> str:
-    return f'<span class="companion-status companion-{kind}" role="status" aria-live="polite">{escape(text)}</span>'
+def fingerprint(text: str) -> str:
+    """FNV-1a (32 bits) over the text's UTF-16 code units, in hex: the page script computes the same.
+
+    A status carries the fingerprint of each saved text, so the browser knows
+    which of the learner's keystrokes the server has confirmed."""
+    value = 0x811C9DC5
+    for unit in memoryview(text.encode("utf-16-le")).cast("H"):
+        value = ((value ^ unit) * 0x01000193) & 0xFFFFFFFF
+    return f"{value:08x}"
+
+
+def _status(text: str, kind: str = "ok", saved: Mapping[str, str] | None = None, html: str = "") -> str:
+    """The activity's status line; ``saved`` (field -> saved text) tells the page script what the server holds."""
+    marks = " ".join(f"{field}:{fingerprint(value)}" for field, value in (saved or {}).items())
+    attribute = f' data-saved="{marks}"' if saved is not None else ""
+    return (
+        f'<span class="companion-status companion-{kind}" role="status" aria-live="polite"{attribute}>'
+        f"{escape(text)}{html}</span>"
+    )
+
+
+def _saved_at(moment: datetime, saved: Mapping[str, str] | None = None) -> str:
+    return _status("Saved at ", saved=saved, html=local_time(moment, "time"))
 
 
 def _paragraph(text: str, cls: str = "companion-prompt") -> widgets.HTML:
@@ -69,15 +98,6 @@ def _later(seconds: float, callback: Callable[[], None]) -> Callable[[], None]:
         return timer.cancel
 
 
-def _query_string() -> str:
-    """The page's query string; with Voila's preheated kernels it arrives only with the request."""
-    if os.environ.get("VOILA_KERNEL_ID"):
-        from voila.utils import wait_for_request
-
-        wait_for_request()
-    return os.environ.get("QUERY_STRING", "")
-
-
 class Workbook(widgets.VBox):
     """The session a notebook belongs to: who the learner is and where their work is saved.
 
@@ -88,7 +108,9 @@ class Workbook(widgets.VBox):
 
     It shows who is signed in and a link back to all sessions, or, when the
     learner's link is missing, altered or expired, a message saying what to do
-    (and then nothing on the page records anything).
+    (and then nothing on the page records anything). Its ``data-learner`` and
+    ``data-session`` tell the page script (templates/companion/companion.js)
+    whose unsaved text it keeps in the browser.
     """
 
     _active: ClassVar["Workbook | None"] = None
@@ -109,14 +131,19 @@ class Workbook(widgets.VBox):
             store = open_store(self.settings.db_url)
             self.rule = session_rule(load_catalog(self.settings), session_id)
             self.query = _query_string()
-            self.username = identity.current(self.settings.home, self.query).username
+            who = identity.current(self.settings.home, self.query)
+            self.username = who.username
             self.store = store
             self.store.record(self.username, session_id, session_id, "experienced")
+            learner = self.store.learner(self.username)
+            name = identity.display_name(who, learner.name if learner else "")
+            signed_in = f"Signed in as <strong>{escape(name)}</strong>. " if name else "Working on this computer. "
             banner = (
-                f'<p class="companion-signed-in">Signed in as <strong>{escape(self.username)}</strong>. '
+                f'<div class="companion-page" data-learner="{escape(self.username)}" data-session="{escape(session_id)}">'
+                f'<p class="companion-signed-in">{signed_in}'
                 "Your work saves as you go. Reflections are private unless you tick "
                 '"Share with my facilitator". '
-                f'<a href="{escape(self.home_link)}">Back to all sessions</a></p>'
+                f'<a href="{escape(self.home_link)}">Back to all sessions</a></p></div>'
             )
         except CourseError as error:
             self.username = self.store = None
@@ -133,8 +160,19 @@ class Workbook(widgets.VBox):
 
     @property
     def home_link(self) -> str:
-        token = identity.token_from_query(self.query)
-        return "home.ipynb" + (f"?{identity.LINK_PARAMETER}={token}" if token else "")
+        return paths.home_link(self.query)
+
+    def next_session_link(self) -> str:
+        """A link to the session after this one, or home after the last."""
+        sessions = self.settings.sessions
+        later = [s for s in sessions if s.number > self.session.number]
+        if not later:
+            return f'<a class="companion-next" href="{escape(self.home_link)}">Back to all sessions</a>'
+        following = min(later, key=lambda s: s.number)
+        return (
+            f'<a class="companion-next" href="{escape(paths.session_link(following, self.query))}">'
+            f"Continue to Session {following.number}: {escape(following.title)}</a>"
+        )
 
     @classmethod
     def active(cls) -> "Workbook":
@@ -151,29 +189,59 @@ class Workbook(widgets.VBox):
 
 
 class Activity(widgets.VBox):
-    """What every activity shares: its id, the workbook, saving and restoring."""
+    """What every activity shares: its id and title, the workbook, saving and restoring.
 
-    def __init__(self, activity_id: str, *, competency: str | None = None, required: bool = True):
+    Activities with text boxes name them in ``TEXT_FIELDS`` (the keys of their
+    saved value). Their saves are checked against what this page last read or
+    saved, so a save from a page that is behind (another tab, another device)
+    never silently replaces newer text: the learner is asked which to keep, and
+    both versions stay in the event log."""
+
+    TEXT_FIELDS: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(self, activity_id: str, *, title: str = "", competency: str | None = None, required: bool = True):
         super().__init__()
         self.add_class("companion-activity")
+        self.add_class(f"companion-a-{activity_id}")
         self.workbook = Workbook.active()
         self.activity_id = activity_id
+        self.title = title
         self.competency = competency
         self.required = required
         self.status = widgets.HTML(_status(""))
+        self.conflict = widgets.VBox()
+        self.conflict.add_class("companion-conflict-box")
         self._restoring = False
         self._cancel: Callable[[], None] | None = None
+        self._known: Any = None  # the stored value as this page last read or saved it
+
+    def _text_box(self, field: str, description: str, **options) -> widgets.Textarea:
+        """A text box for one of ``TEXT_FIELDS``, marked for the page script."""
+        box = widgets.Textarea(description=description, **options)
+        box.add_class("companion-text")
+        box.add_class(f"companion-field-{field}")
+        return box
+
+    def _texts(self, value: Any) -> dict[str, str] | None:
+        """The saved text of each text field (None for activities without text boxes)."""
+        if not self.TEXT_FIELDS:
+            return None
+        value = value if isinstance(value, dict) else {}
+        return {field: str(value.get(field) or "") for field in self.TEXT_FIELDS}
 
     def _show(self, *controls: widgets.Widget) -> None:
         """Put the controls on the page and fill them with what was saved."""
         if not self.workbook.ready:
             self.children = ()
             return
-        self.children = (*controls, self.status)
+        self.children = (*controls, self.conflict, self.status)
         saved = self.workbook.store.response(self.workbook.username, self.activity_id)
-        if saved is not None:
-            self.restore(saved)
-            self.status.value = _status(_saved_at(saved.updated_at))
+        if saved is None:
+            self.status.value = _status("", saved=self._texts(None))
+            return
+        self._known = saved.value
+        self.restore(saved)
+        self.status.value = _saved_at(saved.updated_at, self._texts(saved.value))
 
     def restore(self, saved: Response) -> None:
         """Fill the controls from the saved response."""
@@ -185,7 +253,7 @@ class Activity(widgets.VBox):
         """A control changed: say so, and save once the learner pauses for AUTOSAVE_SECONDS."""
         if self._restoring:
             return
-        self.status.value = _status("Unsaved changes...", "pending")
+        self.status.value = _status("Unsaved changes...", "pending", saved=self._texts(self._known))
         self._cancel_autosave()
         self._cancel = _later(AUTOSAVE_SECONDS, self.save_now)
 
@@ -194,20 +262,69 @@ class Activity(widgets.VBox):
             self._cancel()
             self._cancel = None
 
+    def _refuse(self, message: str) -> None:
+        """Say why nothing was saved; the learner's text stays in the box."""
+        self.status.value = _status(message, "error", saved=self._texts(self._known))
+
     def _save(self, verb: str, value: Any, *, done: bool, shared: bool | None = None) -> Response | None:
         if not self.workbook.ready:
             return None
+        checked = {"expected": self._known} if self.TEXT_FIELDS else {}
         try:
             saved = self.workbook.store.save(
                 self.workbook.username, self.workbook.session.id, self.activity_id, verb, value,
-                done=done, shared=shared, rule=self.workbook.rule,
+                done=done, shared=shared, rule=self.workbook.rule, **checked,
             )
         except CourseError as error:
-            self.status.value = _status(f"Not saved: {error}", "error")
+            self._refuse(f"Not saved: {error}")
             return None
-        self.status.value = _status(_saved_at(saved.updated_at))
+        if saved.conflict:
+            self._ask_which(saved)
+            return None
+        self._known = saved.value
+        self.conflict.children = ()
+        self.status.value = _saved_at(saved.updated_at, self._texts(saved.value))
         self.workbook.saved()
         return saved
+
+    # Two versions -------------------------------------------------------------
+
+    def _ask_which(self, other: Response) -> None:
+        """The text changed elsewhere since this page read it: show the other version, let the learner choose."""
+        texts = self._texts(other.value) or {}
+        shown = "".join(
+            f'<div class="companion-other-text">{escape(text)}</div>' for text in texts.values() if text.strip()
+        ) or '<p class="companion-other-text">(empty)</p>'
+        keep = widgets.Button(description="Keep what I wrote here", button_style="primary")
+        take = widgets.Button(description="Use the other version")
+        keep.on_click(lambda _: self._keep_mine(other))
+        take.on_click(lambda _: self._take_other(other))
+        buttons = widgets.HBox([keep, take])
+        buttons.add_class("companion-row")
+        self.conflict.children = (
+            widgets.HTML(
+                '<div class="companion-conflict" role="alert"><p><strong>This was changed in another tab or on another '
+                "device</strong> (saved at "
+                f"{local_time(other.updated_at, 'time')}) after this page opened. Your text here is not lost: "
+                "choose which version to keep. The other version:</p>"
+                f"{shown}</div>"
+            ),
+            buttons,
+        )
+        self.status.value = _status("Not saved yet: choose a version below.", "error", saved=self._texts(self._known))
+
+    def _keep_mine(self, other: Response) -> None:
+        self._known = other.value  # this save replaces the version the learner has now seen
+        self.conflict.children = ()
+        self.save_now()
+
+    def _take_other(self, other: Response) -> None:
+        self._cancel_autosave()
+        self._known = other.value
+        self.conflict.children = ()
+        self.restore(other)
+        self.status.value = _saved_at(other.updated_at, self._texts(other.value))
+        self.workbook.saved()
 
 
 class Reflection(Activity):
@@ -215,22 +332,24 @@ class Reflection(Activity):
 
     Example::
 
-        Reflection("s1-why", prompt="What is your why for leading with racial equity?",
+        Reflection("s1-why", title="Your why", prompt="What is your why for leading with racial equity?",
                    competency="racial-equity-mindset")
     """
+
+    TEXT_FIELDS = ("text",)
 
     def __init__(
         self,
         activity_id: str,
         *,
         prompt: str,
+        title: str = "",
         competency: str | None = None,
         required: bool = True,
         placeholder: str = "Write here. Your words are saved as you type.",
     ):
-        super().__init__(activity_id, competency=competency, required=required)
-        self.text = widgets.Textarea(description=prompt, placeholder=placeholder, continuous_update=True)
-        self.text.add_class("companion-text")
+        super().__init__(activity_id, title=title, competency=competency, required=required)
+        self.text = self._text_box("text", prompt, placeholder=placeholder, continuous_update=True)
         self.words = widgets.HTML(self._word_count(""))
         self.share = widgets.Checkbox(value=False, description="Share with my facilitator", indent=False)
         self.save_button = widgets.Button(description="Save", tooltip="Save this reflection now", button_style="primary")
@@ -278,10 +397,9 @@ class Reflection(Activity):
         self._cancel_autosave()
         text = self.text.value
         if len(text) > MAX_TEXT_CHARS:
-            self.status.value = _status(
+            self._refuse(
                 f"Not saved: this reflection has {len(text):,} characters; the limit is {MAX_TEXT_CHARS:,}. "
-                "Shorten it and it will save. Your text is still in the box.",
-                "error",
+                "Shorten it and it will save. Your text is still in the box."
             )
             return
         self._save(verb, {"text": text}, done=bool(text.strip()), shared=self.share.value)
@@ -296,7 +414,7 @@ class Choice(Activity):
 
     Example::
 
-        Choice("s1-end", question="What is the agency's End?",
+        Choice("s1-end", title="The agency's End", question="What is the agency's End?",
                options=["Success for each child and eliminate the opportunity gap", "Balanced budgets"],
                answer="Success for each child and eliminate the opportunity gap",
                explanation="The End guides every policy, including the Racial Equity Policy.")
@@ -308,6 +426,7 @@ class Choice(Activity):
         *,
         question: str,
         options: Sequence[str],
+        title: str = "",
         answer: str | Sequence[str] | None = None,
         explanation: str = "",
         multiple: bool = False,
@@ -315,7 +434,7 @@ class Choice(Activity):
         competency: str | None = None,
         required: bool = True,
     ):
-        super().__init__(activity_id, competency=competency, required=required)
+        super().__init__(activity_id, title=title, competency=competency, required=required)
         self.options = list(options)
         self.answer = answer
         self.explanation = explanation
@@ -379,7 +498,7 @@ class Sort(Activity):
 
     Example::
 
-        Sort("s2-levels", instructions="Place each example at its level of racism.",
+        Sort("s2-levels", title="Levels of racism", instructions="Place each example at its level of racism.",
              categories=["Internalized", "Interpersonal", "Institutional", "Structural"],
              items=[("A hiring panel dismisses an accent as 'unprofessional'.", "Interpersonal",
                      "One person's bias acted out toward another.")])
@@ -392,10 +511,11 @@ class Sort(Activity):
         instructions: str,
         categories: Sequence[str],
         items: Sequence[Sequence[str]],
+        title: str = "",
         competency: str | None = None,
         required: bool = True,
     ):
-        super().__init__(activity_id, competency=competency, required=required)
+        super().__init__(activity_id, title=title, competency=competency, required=required)
         self.categories = list(categories)
         self.items = [tuple(item) for item in items]
         self.instructions = _paragraph(instructions)
@@ -456,8 +576,10 @@ class SelfAssessment(Activity):
         SelfAssessment("s1-start-cultural-proficiency", competency="cultural-proficiency", stage="start")
     """
 
-    def __init__(self, activity_id: str, *, competency: str, stage: str = "start", prompt: str = "", required: bool = True):
-        super().__init__(activity_id, competency=competency, required=required)
+    def __init__(
+        self, activity_id: str, *, competency: str, stage: str = "start", title: str = "", prompt: str = "", required: bool = True
+    ):
+        super().__init__(activity_id, title=title, competency=competency, required=required)
         self.stage = stage
         self.definition = self.workbook.settings.competency(competency)
         intro = prompt or f"Rate yourself today on each statement about {self.definition.name}."
@@ -501,9 +623,10 @@ class Goal(Activity):
     """
 
     STATUSES = ("Not started", "In progress", "Met", "Revised")
+    TEXT_FIELDS = ("goal", "measure", "progress")
 
-    def __init__(self, activity_id: str, *, competency: str, prompt: str = "", required: bool = True):
-        super().__init__(activity_id, competency=competency, required=required)
+    def __init__(self, activity_id: str, *, competency: str, title: str = "", prompt: str = "", required: bool = True):
+        super().__init__(activity_id, title=title, competency=competency, required=required)
         name = self.workbook.settings.competency(competency).name
         heading = widgets.HTML(
             f'<h3 class="companion-competency">Goal: {escape(name)}</h3>'
@@ -511,13 +634,11 @@ class Goal(Activity):
             + '<p class="companion-note">Goals are part of your evaluation record: your facilitator '
             "and the agency's evaluation system receive them, with your progress updates.</p>"
         )
-        self.goal = widgets.Textarea(description="My goal", placeholder="What will you do, with whom, and why?")
-        self.measure = widgets.Textarea(description="How I will know I met it (success measure)")
+        self.goal = self._text_box("goal", "My goal", placeholder="What will you do, with whom, and why?")
+        self.measure = self._text_box("measure", "How I will know I met it (success measure)")
         self.target = widgets.DatePicker(description="Target date")
         self.progress_status = widgets.Dropdown(options=self.STATUSES, value="Not started", description="Progress")
-        self.progress = widgets.Textarea(description="Progress update (optional)")
-        for control in (self.goal, self.measure, self.progress):
-            control.add_class("companion-text")
+        self.progress = self._text_box("progress", "Progress update (optional)")
         self.save_button = widgets.Button(description="Save goal", button_style="primary")
         self.save_button.on_click(lambda _: self.save_now())
         for control in (self.goal, self.measure, self.target, self.progress_status, self.progress):
@@ -538,7 +659,7 @@ class Goal(Activity):
         self._cancel_autosave()
         texts = (self.goal.value, self.measure.value, self.progress.value)
         if any(len(t) > MAX_TEXT_CHARS for t in texts):
-            self.status.value = _status(f"Not saved: each box holds at most {MAX_TEXT_CHARS:,} characters. Shorten it and save again.", "error")
+            self._refuse(f"Not saved: each box holds at most {MAX_TEXT_CHARS:,} characters. Shorten it and save again.")
             return
         value = {
             "competency": self.competency,
@@ -556,25 +677,30 @@ class SessionComplete(Activity):
     """The end of a session: what is still required, two short questions, and the button that completes it.
 
     The session is marked complete only when every required activity is done.
+    The two answers save as the learner gives them; once the session is
+    complete they are shown as given, with a link to the next session.
 
     Example::
 
-        SessionComplete("s1-complete")
+        SessionComplete("s1-complete", title="Finish the session")
     """
 
-    def __init__(self, activity_id: str, *, required: bool = True):
-        super().__init__(activity_id, required=required)
+    TEXT_FIELDS = ("improve",)
+
+    def __init__(self, activity_id: str, *, title: str = "", required: bool = True):
+        super().__init__(activity_id, title=title, required=required)
         session = self.workbook.session
         self.required_activities = load_catalog(self.workbook.settings).required(session.id)
         self.todo = widgets.HTML("")
         self.useful = widgets.RadioButtons(options=USEFULNESS, value=None, description="How useful was this session for your work?")
-        self.improve = widgets.Textarea(description="What is one thing that would make it more useful? (optional)")
-        self.improve.add_class("companion-text")
+        self.improve = self._text_box("improve", "What is one thing that would make it more useful? (optional)")
         self.complete = widgets.Button(description=f"Mark session {session.number} complete", button_style="success")
         self.complete.on_click(lambda _: self.submit())
         self.completed = False
         self.workbook.on_save(self.refresh)
         self._show(widgets.HTML("<h2>Finish this session</h2>"), self.todo, self.useful, self.improve, self.complete)
+        self.useful.observe(self._edited, "value")
+        self.improve.observe(self._edited, "value")
         self.refresh()
 
     def remaining(self) -> list:
@@ -585,16 +711,22 @@ class SessionComplete(Activity):
 
     def restore(self, saved: Response) -> None:
         value = saved.value or {}
+        self._restoring = True
         self.completed = saved.done
-        if value.get("useful") in USEFULNESS:
-            self.useful.value = value["useful"]
-        self.improve.value = value.get("improve", "")
+        self.useful.value = value["useful"] if value.get("useful") in USEFULNESS else None
+        self.improve.value = value.get("improve") or ""
+        self._restoring = False
 
     def refresh(self) -> None:
-        """Show what is still to do, or that the session is complete."""
+        """Show what is still to do, or that the session is complete and where to go next."""
         if self.completed:
-            self.todo.value = f'<p class="companion-complete" role="status"><strong>Session {self.workbook.session.number} is complete.</strong> Thank you. Everything you wrote stays here for you.</p>'
-            self.complete.disabled = True
+            self.todo.value = (
+                f'<div class="companion-complete" role="status"><p><strong>Session {self.workbook.session.number} is complete.</strong> '
+                "Thank you. Everything you wrote stays here for you.</p>"
+                f"<p>{self.workbook.next_session_link()}</p></div>"
+            )
+            for control in (self.complete, self.useful, self.improve):
+                control.disabled = True
             return
         left = self.remaining()
         self.complete.disabled = bool(left)
@@ -604,14 +736,25 @@ class SessionComplete(Activity):
         else:
             self.todo.value = '<p role="status">Every required activity is done. Answer the two questions and mark the session complete.</p>'
 
+    def _answers(self) -> dict | None:
+        if len(self.improve.value) > MAX_TEXT_CHARS:
+            self._refuse(f"Not saved: the answer is longer than {MAX_TEXT_CHARS:,} characters; shorten it.")
+            return None
+        return {"useful": self.useful.value, "improve": self.improve.value}
+
+    def save_now(self) -> None:
+        """Keep the two answers while the session is still open (the autosave)."""
+        self._cancel_autosave()
+        value = self._answers()
+        if value is not None and not self.completed:
+            self._save("responded", value, done=False)
+
     def submit(self) -> None:
         if self.remaining():
             self.refresh()
             return
-        if len(self.improve.value) > MAX_TEXT_CHARS:
-            self.status.value = _status(f"Not saved: the answer is longer than {MAX_TEXT_CHARS:,} characters; shorten it.", "error")
-            return
-        value = {"useful": self.useful.value, "improve": self.improve.value}
-        if self._save("completed", value, done=True):
+        self._cancel_autosave()
+        value = self._answers()
+        if value is not None and self._save("completed", value, done=True):
             self.completed = True
             self.refresh()

@@ -121,6 +121,48 @@ def current(home: Path, query_string: str | None = None) -> Identity:
     return Identity(username, "local")
 
 
+def page_query() -> str:
+    """The page's query string (where a personal link's token is); a preheated kernel waits for its request first."""
+    if os.environ.get("VOILA_KERNEL_ID"):
+        from voila.utils import wait_for_request
+
+        wait_for_request()
+    return os.environ.get("QUERY_STRING", "")
+
+
+# Accounts that run services, not people: shown as "this computer", never as if someone signed in.
+FIRST_PERSON_UID = 1000
+
+
+def is_system_account(username: str) -> bool:
+    """True for ``root`` and other local service accounts (uid below 1000)."""
+    import pwd
+
+    if username == "root":
+        return True
+    try:
+        return pwd.getpwnam(username).pw_uid < FIRST_PERSON_UID
+    except KeyError:
+        return False
+
+
+def display_name(who: Identity, roster_name: str = "") -> str | None:
+    """The name a page shows for the learner: the roster's, else the login; None for a system account.
+
+    Example::
+
+        >>> display_name(Identity("ana", "link"), "Ana Lopez")
+        'Ana Lopez'
+        >>> display_name(Identity("root", "local")) is None
+        True
+    """
+    if roster_name.strip():
+        return roster_name.strip()
+    if who.mode == "local" and is_system_account(who.username):
+        return None
+    return who.username
+
+
 def personal_link(base_url: str, page: str, username: str, secret: bytes, days: float) -> str:
     """The signed URL of ``page`` (a path under the server, e.g. ``voila/render/home.ipynb``) for one learner."""
     query = urlencode({LINK_PARAMETER: sign(username, secret, days)})

@@ -157,11 +157,16 @@ PROGRESS_RULE = "progress_rule"
 # opened) marks that progress stale; each process checks this at most once in this many seconds.
 RULE_CHECK_SECONDS = 30.0
 READ_ONLY = "companion_read_only"  # a connection option: this transaction only reads
+UNCHECKED = object()  # Store.save's default ``expected``: replace whatever is stored
+CONFLICTED = "conflicted"  # the verb of a save that found its response changed elsewhere
 _LEARNERS, _RESPONSES, _PROGRESS, _META = (
     LearnerRow.__table__, ResponseRow.__table__, ProgressRow.__table__, MetaRow.__table__
 )
 # Built once: executed with a row of parameters, on the tables themselves (not the ORM's bulk path).
 _EVENT_INSERT = insert(EventRow.__table__)
+_STORED_RESPONSE = select(_RESPONSES.c.value, _RESPONSES.c.done, _RESPONSES.c.shared, _RESPONSES.c.updated_at).where(
+    _RESPONSES.c.learner_id == bindparam("learner"), _RESPONSES.c.activity_id == bindparam("activity")
+)
 _LOCK_LEARNER = select(_LEARNERS.c.id).where(_LEARNERS.c.id == bindparam("learner")).with_for_update()
 _TOUCH_LEARNER = update(_LEARNERS).where(_LEARNERS.c.id == bindparam("learner")).values(last_active=bindparam("at"))
 # Progress kept under other rules than the saving page's is no longer trusted: the next reader rebuilds it.
@@ -211,6 +216,10 @@ class Response:
     done: bool
     shared: bool
     updated_at: datetime
+    # True when a save did not replace this response because it had changed elsewhere (another tab
+    # or device) since the saving page read it: this is the stored response, and the page's value
+    # is in the event log (verb "conflicted").
+    conflict: bool = False
 
 
 @dataclass(frozen=True)
@@ -476,10 +485,16 @@ class Store:
         done: bool | None = None,
         shared: bool | None = None,
         rule: SessionRule | None = None,
+        expected: Any = UNCHECKED,
     ) -> Response:
         """Append an event and make ``value`` the latest response, in one transaction.
 
-        ``done`` and ``shared`` keep their stored values when not given. With the
+        ``done`` and ``shared`` keep their stored values when not given.
+        ``expected`` is the value the saving page last read or saved (None: it
+        found nothing). When the stored value is neither that nor ``value``, the
+        response was changed elsewhere (another tab or device): nothing is
+        replaced, ``value`` is kept as a "conflicted" event, and the stored
+        response comes back with ``conflict=True`` so the page can ask which to keep. With the
         session's ``rule`` (companion.progress), the learner's progress in the
         session is brought up to date too; without it, the stored progress is
         marked stale and the next dashboard rebuilds it. Core
@@ -501,6 +516,13 @@ class Store:
                 # Orders one learner's concurrent saves (two tabs), so each sees the other's response
                 # when it counts their progress. SQLite's write lock already orders every save.
                 connection.execute(_LOCK_LEARNER, {"learner": learner_id})
+            if expected is not UNCHECKED:
+                stored = connection.execute(_STORED_RESPONSE, {"learner": learner_id, "activity": activity_id}).first()
+                if stored is not None and stored.value not in (expected, value):
+                    self._append_event(connection, learner_id, session_id, activity_id, CONFLICTED, value, now)
+                    return Response(
+                        username, session_id, activity_id, stored.value, stored.done, stored.shared, _aware(stored.updated_at), conflict=True
+                    )
             self._append_event(connection, learner_id, session_id, activity_id, verb, value, now)
             fresh = dict(learner_id=learner_id, session_id=session_id, activity_id=activity_id, done=False, shared=False) | changes
             stored_done, stored_shared = self._put_response(connection, fresh, changes)

@@ -1,1 +1,352 @@
-/* placeholder */
+/* The companion's page script: nothing a learner types is lost without a word.
+
+   - Text typed in an activity's text box is kept in this browser (localStorage, keyed by learner,
+     session, activity and box) until the server confirms it: each activity's status line carries
+     data-saved="<box>:<fingerprint> ..." of what the server holds (companion/activities.py,
+     fingerprint(): FNV-1a over UTF-16 code units, computed the same way here).
+   - A banner (role="alert") says when the connection to the server or the page's kernel is lost,
+     or typed text is not confirmed within a few seconds, and offers to reload once the server answers.
+   - When the page opens again, text kept here that the server does not have is put back and saved;
+     if the saved text changed elsewhere meanwhile, the learner chooses which to keep.
+   - The browser asks before leaving a page with unconfirmed text.
+   - <time class="companion-local"> elements are shown in the learner's own time zone.
+   - The loading screen says "Opening your workbook..." instead of Voila's cell counter.
+   Everything a learner wrote is put on the page with textContent, never as HTML. */
+(function () {
+  "use strict";
+  var PREFIX = "companion:v1:";
+  var UNCONFIRMED_MS = 4000;  // the kernel autosaves 1 s after the last keystroke
+  var CHECK_MS = 500;
+  var OFFLINE = "Not connected: your last changes are kept in this browser and will be saved when the connection is back.";
+  var UNSAVED = "Your latest changes have not reached the server yet. They are kept in this browser and will be saved when the connection is back.";
+  var BACK = "The connection is back. Reload the page to save your changes: they are kept in this browser until then.";
+  var KERNEL = "Not connected: this page lost its link to your workbook. Your last changes are kept in this browser; reload the page to save them.";
+  var STUCK = "Your latest changes could not be saved on this page. Reload the page to save them: they are kept in this browser until then.";
+
+  var state = { learner: null, session: null, restored: false, lost: false, leaving: false, reloading: false, polling: null };
+  var pending = {};  // storage key -> {text, at, base}
+
+  // Loading screen ------------------------------------------------------------------------------
+  var opening = /\/dashboard|dashboard\.ipynb/.test(location.pathname) ? "Opening the dashboard\u2026" : "Opening your workbook\u2026";
+  window.voila_process = function () {
+    var text = document.getElementById("loading_text");
+    if (text) { text.textContent = opening; }
+  };
+  window.voila_process();
+
+  // Fingerprints, as companion.activities.fingerprint computes them --------------------------------
+  function fingerprint(text) {
+    var value = 0x811c9dc5;
+    for (var i = 0; i < text.length; i++) {
+      value = Math.imul(value ^ text.charCodeAt(i), 0x01000193) >>> 0;
+    }
+    return ("00000000" + value.toString(16)).slice(-8);
+  }
+
+  // Where a text box belongs -----------------------------------------------------------------
+  function classValue(element, prefix) {
+    if (!element) { return null; }
+    for (var i = 0; i < element.classList.length; i++) {
+      var name = element.classList[i];
+      if (name.indexOf(prefix) === 0 && name.length > prefix.length) { return name.slice(prefix.length); }
+    }
+    return null;
+  }
+  function activityOf(element) {
+    var node = element;
+    while (node && node !== document.body) {
+      var id = classValue(node, "companion-a-");
+      if (id) { return { id: id, element: node }; }
+      node = node.parentElement;
+    }
+    return null;
+  }
+  function fieldOf(textarea) {
+    var node = textarea;
+    while (node && node !== document.body) {
+      var field = classValue(node, "companion-field-");
+      if (field) { return field; }
+      node = node.parentElement;
+    }
+    return null;
+  }
+  function savedMarks(activity) {
+    var status = activity.querySelector(".companion-status[data-saved]");
+    if (!status) { return null; }
+    var marks = {};
+    (status.getAttribute("data-saved") || "").split(" ").forEach(function (pair) {
+      var at = pair.indexOf(":");
+      if (at > 0) { marks[pair.slice(0, at)] = pair.slice(at + 1); }
+    });
+    return marks;
+  }
+  function key(activityId, field) {
+    return PREFIX + state.learner + ":" + state.session + ":" + activityId + ":" + field;
+  }
+  function textBox(activityId, field) {
+    var activity = document.querySelector(".companion-a-" + activityId);
+    var box = activity && activity.querySelector(".companion-field-" + field + " textarea");
+    return box ? { activity: activity, box: box } : null;
+  }
+  function remember(storageKey, entry) {
+    pending[storageKey] = entry;
+    try { localStorage.setItem(storageKey, JSON.stringify(entry)); } catch (error) { /* full or blocked: the page still warns */ }
+  }
+  function forget(storageKey) {
+    delete pending[storageKey];
+    try { localStorage.removeItem(storageKey); } catch (error) { /* nothing kept */ }
+  }
+  function type(box, text) {
+    box.value = text;
+    box.dispatchEvent(new Event("input", { bubbles: true }));
+    box.dispatchEvent(new Event("change", { bubbles: true }));
+  }
+
+  // The banner -----------------------------------------------------------------------------------
+  function banner() {
+    var element = document.getElementById("companion-connection");
+    if (!element) {
+      element = document.createElement("div");
+      element.id = "companion-connection";
+      element.className = "companion-banner";
+      element.setAttribute("role", "alert");
+      element.hidden = true;
+      var text = document.createElement("p");
+      text.className = "companion-banner-text";
+      var button = document.createElement("button");
+      button.type = "button";
+      button.className = "companion-banner-button";
+      button.textContent = "Reload the page";
+      button.hidden = true;
+      button.addEventListener("click", function () { state.reloading = true; location.reload(); });
+      element.appendChild(text);
+      element.appendChild(button);
+      document.body.insertBefore(element, document.body.firstChild);
+    }
+    return element;
+  }
+  function say(message, offerReload) {
+    var element = banner();
+    var text = element.querySelector(".companion-banner-text");
+    if (text.textContent !== message) { text.textContent = message; }
+    element.querySelector(".companion-banner-button").hidden = !offerReload;
+    element.hidden = false;
+  }
+  function quiet() {
+    var element = document.getElementById("companion-connection");
+    if (element) { element.hidden = true; }
+  }
+
+  // The connection -------------------------------------------------------------------------------
+  // The server is away (the socket closed): say so, and offer a reload once it answers again.
+  function lost() {
+    if (state.leaving || state.lost) { return; }
+    state.lost = true;
+    say(OFFLINE, false);
+    if (!state.polling) { state.polling = setInterval(probe, 3000); }
+  }
+  // The page's kernel died (the server said so): its widgets cannot save any more, so only a reload helps.
+  function orphaned() {
+    if (state.leaving) { return; }
+    state.lost = true;
+    clearInterval(state.polling);
+    state.polling = null;
+    say(KERNEL, true);
+  }
+  function probe() {
+    var base = (document.body && document.body.getAttribute("data-base-url")) || "/voila/";
+    fetch(base + "static/voila.js", { method: "HEAD", cache: "no-store" }).then(function (answer) {
+      if (answer.ok) {
+        clearInterval(state.polling);
+        state.polling = null;
+        if (!document.getElementById("companion-connection").querySelector(".companion-banner-text").textContent.startsWith("Not connected: this page")) {
+          say(state.lost ? BACK : STUCK, true);
+        }
+      }
+    }).catch(function () { /* still away */ });
+  }
+  var DEAD = /"execution_state":\s*"(restarting|autorestarting|dead)"/;
+  function watch(socket) {
+    socket.addEventListener("close", function () { setTimeout(lost, 300); });
+    socket.addEventListener("message", function (message) {
+      var data = message.data;
+      if (typeof data === "string") {
+        if (DEAD.test(data)) { orphaned(); }
+      } else if (data instanceof ArrayBuffer) {
+        if (DEAD.test(new TextDecoder("utf-8", { fatal: false }).decode(data))) { orphaned(); }
+      } else if (data && typeof data.text === "function") {
+        data.text().then(function (text) { if (DEAD.test(text)) { orphaned(); } });
+      }
+    });
+  }
+  var NativeSocket = window.WebSocket;
+  function CompanionSocket(url, protocols) {
+    var socket = protocols === undefined ? new NativeSocket(url) : new NativeSocket(url, protocols);
+    if (/\/channels/.test(String(url))) { watch(socket); }
+    return socket;
+  }
+  CompanionSocket.prototype = NativeSocket.prototype;
+  ["CONNECTING", "OPEN", "CLOSING", "CLOSED"].forEach(function (name) { CompanionSocket[name] = NativeSocket[name]; });
+  window.WebSocket = CompanionSocket;
+
+  // Typing ---------------------------------------------------------------------------------------
+  document.addEventListener("input", function (event) {
+    var box = event.target;
+    if (!state.learner || !box || box.tagName !== "TEXTAREA") { return; }
+    var activity = activityOf(box);
+    var field = fieldOf(box);
+    if (!activity || !field) { return; }
+    var storageKey = key(activity.id, field);
+    var marks = savedMarks(activity.element) || {};
+    var base = pending[storageKey] ? pending[storageKey].base : (marks[field] || fingerprint(""));
+    remember(storageKey, { text: box.value, at: Date.now(), base: base });
+  }, true);
+
+  // Confirmation, and the banner when typed text is not confirmed ---------------------------------
+  function check() {
+    var stale = false;
+    Object.keys(pending).forEach(function (storageKey) {
+      var parts = storageKey.slice(PREFIX.length).split(":");
+      var found = textBox(parts[2], parts[3]);
+      if (!found) { return; }
+      var marks = savedMarks(found.activity) || {};
+      var saved = marks[parts[3]];
+      var entry = pending[storageKey];
+      if (saved && (saved === fingerprint(entry.text) || saved === fingerprint(found.box.value))) {
+        forget(storageKey);
+      } else if (!found.activity.querySelector(".companion-conflict") && Date.now() - entry.at > UNCONFIRMED_MS) {
+        stale = true;
+      }
+    });
+    if (state.lost) { return; }
+    if (!stale) { quiet(); return; }
+    var element = document.getElementById("companion-connection");
+    var shown = element && !element.hidden && element.querySelector(".companion-banner-text").textContent;
+    if (shown !== STUCK) { say(UNSAVED, false); }
+    if (!state.polling) { state.polling = setInterval(probe, 3000); }
+  }
+
+  // Opening the page again: text kept here goes back in its box ----------------------------------
+  // Each kept text is handled once its box and its status (what the server holds) are on the page.
+  var kept = null;  // storage keys still to handle
+  function identify() {
+    var page = document.querySelector(".companion-page[data-learner]");
+    if (!page) { return false; }
+    state.learner = page.getAttribute("data-learner");
+    state.session = page.getAttribute("data-session");
+    var mine = PREFIX + state.learner + ":" + state.session + ":";
+    kept = [];
+    for (var i = 0; i < localStorage.length; i++) {
+      var storageKey = localStorage.key(i);
+      if (storageKey && storageKey.indexOf(mine) === 0) { kept.push(storageKey); }
+    }
+    return true;
+  }
+  function restore() {
+    kept = kept.filter(function (storageKey) {
+      var entry;
+      try { entry = JSON.parse(localStorage.getItem(storageKey)); } catch (error) { entry = null; }
+      if (!entry || typeof entry.text !== "string") { localStorage.removeItem(storageKey); return false; }
+      var parts = storageKey.slice(PREFIX.length).split(":");
+      var found = textBox(parts[2], parts[3]);
+      var marks = found && savedMarks(found.activity);
+      if (!marks) { return true; }  // not on the page yet
+      var saved = marks[parts[3]] || fingerprint("");
+      if (saved === fingerprint(entry.text)) {
+        localStorage.removeItem(storageKey);
+      } else if (saved === entry.base && !found.box.disabled) {
+        remember(storageKey, { text: entry.text, at: Date.now(), base: entry.base });
+        type(found.box, entry.text);
+        notice("Text you wrote earlier on this device had not reached the server. It is back in its box and being saved now.");
+      } else {
+        offer(storageKey, entry, found);
+      }
+      return false;
+    });
+  }
+  function notice(message) {
+    if (document.querySelector(".companion-notice")) { return; }
+    var element = document.createElement("p");
+    element.className = "companion-notice";
+    element.setAttribute("role", "status");
+    element.textContent = message;
+    var page = document.querySelector(".companion-page");
+    page.appendChild(element);
+  }
+  // Unsaved text kept here, while the server's text changed elsewhere: the learner chooses.
+  function offer(storageKey, entry, found) {
+    var box = document.createElement("div");
+    box.className = "companion-conflict companion-kept";
+    box.setAttribute("role", "alert");
+    var intro = document.createElement("p");
+    intro.textContent = "This browser kept text you wrote here that never reached the server, and the saved version has changed since. Your kept text:";
+    var text = document.createElement("div");
+    text.className = "companion-other-text";
+    text.textContent = entry.text;
+    var use = document.createElement("button");
+    use.type = "button";
+    use.className = "companion-banner-button";
+    use.textContent = "Use the text kept in this browser";
+    var drop = document.createElement("button");
+    drop.type = "button";
+    drop.className = "companion-banner-button companion-secondary";
+    drop.textContent = "Keep the saved version";
+    use.addEventListener("click", function () {
+      var marks = savedMarks(found.activity) || {};
+      remember(storageKey, { text: entry.text, at: Date.now(), base: marks[storageKey.split(":").pop()] || fingerprint("") });
+      type(found.box, entry.text);
+      box.remove();
+    });
+    drop.addEventListener("click", function () { forget(storageKey); box.remove(); });
+    box.appendChild(intro);
+    box.appendChild(text);
+    box.appendChild(use);
+    box.appendChild(drop);
+    found.box.closest(".companion-activity").appendChild(box);
+  }
+
+  // Leaving -------------------------------------------------------------------------------------
+  window.addEventListener("beforeunload", function (event) {
+    state.leaving = true;
+    setTimeout(function () { state.leaving = false; }, 1000);  // the learner chose to stay
+    if (!state.reloading && Object.keys(pending).length) {
+      event.preventDefault();
+      event.returnValue = "";
+      return "";
+    }
+  });
+  window.addEventListener("pagehide", function () { state.leaving = true; });
+
+  // Local times -----------------------------------------------------------------------------------
+  var FORMATS = {
+    time: { hour: "numeric", minute: "2-digit" },
+    date: { day: "numeric", month: "short", year: "numeric" },
+    datetime: { day: "numeric", month: "short", year: "numeric", hour: "numeric", minute: "2-digit" }
+  };
+  function localTimes(root) {
+    var found = root.querySelectorAll ? root.querySelectorAll("time.companion-local:not([data-local])") : [];
+    Array.prototype.forEach.call(found, function (element) {
+      var moment = new Date(element.getAttribute("datetime"));
+      if (isNaN(moment.getTime())) { return; }
+      var form = element.getAttribute("data-format") || "datetime";
+      var shown = form === "time"
+        ? moment.toLocaleTimeString([], FORMATS.time) + " on " + moment.toLocaleDateString([], FORMATS.date)
+        : moment.toLocaleString([], FORMATS[form] || FORMATS.datetime);
+      element.setAttribute("data-local", "");
+      element.textContent = shown;
+    });
+  }
+
+  // Start -----------------------------------------------------------------------------------------
+  function tick() {
+    if (!state.learner && !identify()) { return; }
+    if (kept.length) { restore(); }
+    check();
+  }
+  function start() {
+    localTimes(document);
+    new MutationObserver(function () { localTimes(document); }).observe(document.body, { childList: true, subtree: true });
+    setInterval(tick, CHECK_MS);
+  }
+  if (document.body) { start(); } else { document.addEventListener("DOMContentLoaded", start); }
+})();

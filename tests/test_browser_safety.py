@@ -1,0 +1,176 @@
+"""Nothing a learner types is lost without a word: a dead kernel, a stopped server, a quick reload, two tabs.
+
+Each test drives a real ``companion serve`` in headless Chromium. The page
+script (``templates/companion/companion.js``) keeps text the server has not
+confirmed in the browser and says so; these tests check what the learner sees
+and what the store holds.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+
+import pytest
+
+from companion.settings import load_settings
+from companion.store import open_store
+from conftest import Server, open_session, wait_until
+from test_browser_learner import kernel_pid
+
+pytestmark = pytest.mark.browser
+
+PAGE = "02-short.ipynb"
+PROMPT = "One thing you noticed this week."
+BANNER = "#companion-connection"
+
+
+@pytest.fixture(scope="module")
+def server(module_course):
+    server = Server(module_course, mode="local", learner="ana")
+    yield server
+    server.stop()
+
+
+def store_of(server):
+    return open_store(load_settings(server.root).db_url)
+
+
+def text_of(store, username: str = "ana", activity: str = "s2-note") -> str | None:
+    saved = store.response(username, activity)
+    return saved.value.get("text") if saved else None
+
+
+def kept_in_browser(page) -> dict:
+    return page.evaluate("() => Object.fromEntries(Object.keys(localStorage).filter(k => k.startsWith('companion:')).map(k => [k, localStorage.getItem(k)]))")
+
+
+def channels_kernel(sockets: list[str]) -> str:
+    return next(re.search(r"/api/kernels/([0-9a-f-]{36})/channels", url).group(1) for url in reversed(sockets) if "/channels" in url)
+
+
+def test_text_the_server_confirmed_is_not_kept_in_the_browser_whatever_its_characters(server, page):
+    words = "Café — naïve 👋🏽 \"quoted\"\nsecond line\ttab"
+    open_session(page, server.page(PAGE))
+    box = page.get_by_label(PROMPT)
+    box.fill(words)
+    store = store_of(server)
+    wait_until(lambda: text_of(store) == words, what="the autosave")
+    # The status's fingerprint of the saved text matches the browser's: nothing stays kept, no banner.
+    wait_until(lambda: kept_in_browser(page) == {}, timeout=10, what="the browser to let go of confirmed text")
+    assert page.locator(BANNER).is_hidden() or page.locator(BANNER).count() == 0
+
+
+def test_a_killed_kernel_shows_the_banner_and_the_text_typed_after_it_is_saved_after_a_reload(server, page):
+    sockets: list[str] = []
+    page.on("websocket", lambda ws: sockets.append(ws.url))
+    page.on("dialog", lambda dialog: dialog.accept())
+    open_session(page, server.page(PAGE))
+    box = page.get_by_label(PROMPT)
+    box.fill("Saved before the kernel died.")
+    store = store_of(server)
+    wait_until(lambda: text_of(store) == "Saved before the kernel died.", what="the first autosave")
+
+    os.kill(kernel_pid(channels_kernel(sockets)), signal.SIGKILL)
+    box.click()
+    box.press("End")
+    box.press_sequentially(" Typed after it died.", delay=20)
+    page.locator(BANNER).wait_for(state="visible", timeout=5_000)
+    assert "Not connected: this page lost its link to your workbook" in page.inner_text(BANNER)
+    assert "kept in this browser" in page.inner_text(BANNER)
+    assert text_of(store) == "Saved before the kernel died."
+
+    open_session(page, server.page(PAGE))
+    full = "Saved before the kernel died. Typed after it died."
+    wait_until(lambda: page.get_by_label(PROMPT).input_value() == full, timeout=30, what="the kept text back in its box")
+    wait_until(lambda: text_of(store) == full, what="the kept text saved")
+    assert "back in its box" in page.inner_text(".companion-workbook")
+    wait_until(lambda: kept_in_browser(page) == {}, timeout=10, what="the browser to let go of it once saved")
+
+
+def test_a_stopped_server_shows_the_banner_and_once_it_is_back_the_text_is_saved(module_course, tmp_path_factory, page):
+    home = tmp_path_factory.mktemp("restarted")
+    first = Server(module_course, mode="local", learner="cy", home=home)
+    store = open_store(f"sqlite:///{home / 'companion.db'}")
+    try:
+        page.on("dialog", lambda dialog: dialog.accept())
+        open_session(page, first.page(PAGE))
+        box = page.get_by_label(PROMPT)
+        box.fill("Before the server stopped.")
+        wait_until(lambda: text_of(store, "cy") == "Before the server stopped.", what="the first autosave")
+    finally:
+        first.stop()
+
+    box.click()
+    box.press("End")
+    box.press_sequentially(" Written while it was down.", delay=20)
+    page.locator(BANNER).wait_for(state="visible", timeout=5_000)
+    assert "Not connected: your last changes are kept in this browser" in page.inner_text(BANNER)
+
+    second = Server(module_course, mode="local", learner="cy", home=home, port=first.port)
+    try:
+        reload = page.get_by_role("button", name="Reload the page")
+        reload.wait_for(state="visible", timeout=30_000)
+        assert "The connection is back" in page.inner_text(BANNER)
+        reload.click()
+        page.wait_for_selector(".companion-workbook", timeout=180_000)
+        full = "Before the server stopped. Written while it was down."
+        wait_until(lambda: text_of(store, "cy") == full, timeout=60, what="the text written while the server was down, saved")
+        assert page.get_by_label(PROMPT).input_value() == full
+    finally:
+        second.stop()
+
+
+def test_reloading_right_after_typing_finds_the_text_and_the_browser_asked_first(server, page):
+    dialogs: list[str] = []
+
+    def answer(dialog):
+        dialogs.append(dialog.type)
+        dialog.accept()
+
+    page.on("dialog", answer)
+    open_session(page, server.page(PAGE))
+    box = page.get_by_label(PROMPT)
+    box.click()
+    box.press("Control+A")
+    box.press_sequentially("Typed a moment before the reload.", delay=5)
+    page.wait_for_timeout(200)
+    open_session(page, server.page(PAGE))
+    assert dialogs == ["beforeunload"], "the browser asks before leaving a page with unsaved text"
+    wait_until(lambda: page.get_by_label(PROMPT).input_value() == "Typed a moment before the reload.", timeout=30, what="the text in the reloaded page")
+    wait_until(lambda: text_of(store_of(server)) == "Typed a moment before the reload.", what="the text saved")
+
+
+def test_two_tabs_of_one_session_say_when_they_disagree_and_lose_neither_version(server, chromium):
+    context = chromium.new_context(viewport={"width": 1100, "height": 900})
+    try:
+        first, second = context.new_page(), context.new_page()
+        for tab in (first, second):
+            tab.set_default_timeout(60_000)
+            open_session(tab, server.page(PAGE))
+        store = store_of(server)
+
+        second.get_by_label(PROMPT).fill("Written in the second tab.")
+        wait_until(lambda: text_of(store) == "Written in the second tab.", what="the second tab's save")
+
+        first.get_by_label(PROMPT).fill("Written in the first tab.")
+        first.get_by_text("This was changed in another tab or on another device").wait_for(timeout=30_000)
+        assert "Written in the second tab." in first.inner_text(".companion-conflict")
+        assert text_of(store) == "Written in the second tab.", "the first tab's save did not silently replace it"
+        logged = [e.value["text"] for e in store.events("ana") if e.activity_id == "s2-note" and e.verb in ("responded", "conflicted")]
+        assert "Written in the first tab." in logged and "Written in the second tab." in logged
+
+        first.get_by_role("button", name="Keep what I wrote here").click()
+        wait_until(lambda: text_of(store) == "Written in the first tab.", what="the learner's choice saved")
+        wait_until(lambda: first.locator(".companion-conflict").count() == 0, what="the question gone once answered")
+
+        # The second tab is now behind: its next save asks too, and taking the other version keeps the first tab's text.
+        second.get_by_label(PROMPT).fill("Second tab again.")
+        second.get_by_text("This was changed in another tab or on another device").wait_for(timeout=30_000)
+        second.get_by_role("button", name="Use the other version").click()
+        wait_until(lambda: second.get_by_label(PROMPT).input_value() == "Written in the first tab.", what="the other version in the box")
+        assert text_of(store) == "Written in the first tab."
+        assert "Second tab again." in [e.value["text"] for e in store.events("ana") if e.verb == "conflicted"]
+    finally:
+        context.close()
