@@ -47,8 +47,17 @@ def test_standalone_links_open_each_session_page_in_course_order(course_settings
     assert [link.session.id for link in links] == ["s1", "s2", "s3", "s4", "s5", "s6"]
     assert {link.form for link in links} == {"page"}
     for link, session in zip(links, course_settings.sessions):
-        assert link.url == f"{BASE}/voila/render/{session.page}"
+        assert link.url == f"{BASE}/session/{session.number}", "the friendly path: the session's number in course.toml"
         assert "learner=" not in link.url, "Canvas links are generic: no personal token"
+    assert [link.url for link in links] == [f"{BASE}/session/{n}" for n in range(1, 7)]
+
+
+def test_a_page_link_follows_the_session_number_not_the_file_name(course_settings):
+    from dataclasses import replace
+
+    renumbered = replace(course_settings.sessions[1], number=12, notebook="sessions/renamed.ipynb")
+    assert canvas.page_url(BASE + "/", renumbered) == f"{BASE}/session/12"
+    assert canvas.session_url(renumbered, "https://x.org/companion/") == "https://x.org/companion/session/12", "a base path is kept"
 
 
 def test_hub_links_come_in_three_forms_for_every_session(course_settings):
@@ -101,7 +110,7 @@ def test_links_print_as_csv_with_one_row_per_link(course_settings):
     assert lines[0] == "session,number,title,form,url"
     assert len(lines) == 1 + 6
     assert lines[2].startswith("s2,2,Building our cultural proficiency: Understanding racism") and lines[2].endswith(
-        f",page,{BASE}/voila/render/02-cultural-proficiency.ipynb"
+        f",page,{BASE}/session/2"
     )
 
 
@@ -197,7 +206,7 @@ def check_cartridge(package: Path, into: Path, settings, expected_urls: list[str
 def test_the_package_is_six_modules_in_course_order_each_with_an_overview_and_the_session_link(course_settings, tmp_path):
     package = canvas.build_package(course_settings, BASE, tmp_path / "course.imscc")
     assert package == tmp_path / "course.imscc"
-    expected = [f"{BASE}/voila/render/{s.page}" for s in course_settings.sessions]
+    expected = [f"{BASE}/session/{s.number}" for s in course_settings.sessions]
     check_cartridge(package, tmp_path / "unzipped", course_settings, expected)
 
 
@@ -224,7 +233,7 @@ def test_hostile_titles_are_text_in_the_package_never_markup(course, tmp_path):
     settings = load_settings(course.root)
     assert settings.title == hostile and settings.sessions[1].title == injected
     package = canvas.build_package(settings, BASE, tmp_path / "hostile.imscc")
-    check_cartridge(package, tmp_path / "unzipped", settings, [f"{BASE}/voila/render/{s.page}" for s in settings.sessions])
+    check_cartridge(package, tmp_path / "unzipped", settings, [f"{BASE}/session/{s.number}" for s in settings.sessions])
     overview = (tmp_path / "unzipped" / "session-2" / "overview.html").read_text(encoding="utf-8")
     assert "<img" not in overview and "<b>" not in overview and "&lt;img src=x onerror=alert(1)&gt;" in overview
 
@@ -288,8 +297,8 @@ def test_canvas_links_prints_every_form(course, capsys):
     standalone = capsys.readouterr().out.splitlines()
     assert standalone == [
         "session,number,title,form,url",
-        f"s1,1,A session with every kind of activity,page,{BASE}/voila/render/01-every-activity.ipynb",
-        f"s2,2,A short second session,page,{BASE}/voila/render/02-short.ipynb",
+        f"s1,1,A session with every kind of activity,page,{BASE}/session/1",
+        f"s2,2,A short second session,page,{BASE}/session/2",
     ]
 
     assert main(["canvas", "links", "--base-url", HUB, "--hub", "--repo", REPO_URL, "--branch", "main"]) == 0
@@ -317,7 +326,7 @@ def test_canvas_package_writes_the_cartridge_and_says_what_to_do_with_it(course,
     captured = capsys.readouterr()
     assert str(out) in captured.out and "2 modules" in captured.out
     assert "new tab" in captured.err, "plain http gets the note that Canvas cannot frame it"
-    check_cartridge(out, tmp_path / "unzipped", course, [f"http://10.0.0.5:8866/voila/render/{s.page}" for s in course.sessions])
+    check_cartridge(out, tmp_path / "unzipped", course, [f"http://10.0.0.5:8866/session/{s.number}" for s in course.sessions])
 
 
 def test_the_installed_command_prints_the_links(course):
@@ -326,4 +335,4 @@ def test_the_installed_command_prints_the_links(course):
         capture_output=True, text=True, env=dict(os.environ), cwd=course.root,
     )
     assert result.returncode == 0, result.stderr
-    assert re.search(rf"^s2,2,A short second session,page,{re.escape(BASE)}/voila/render/02-short\.ipynb$", result.stdout, re.M)
+    assert re.search(rf"^s2,2,A short second session,page,{re.escape(BASE)}/session/2$", result.stdout, re.M)

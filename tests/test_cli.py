@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import subprocess
 import sys
+from urllib.parse import urlsplit
 
 from companion.cli import main
+from companion.identity import server_secret, token_from_query, verify
 
 
 def run(*args, cwd, env=None):
@@ -37,3 +41,31 @@ def test_a_missing_roster_file_is_named(course, tmp_path, capsys):
 def test_upgrade_reports_the_schema_revision(course, capsys):
     assert main(["upgrade"]) == 0
     assert capsys.readouterr().out.startswith("The database is at schema revision 000")
+
+
+def test_links_give_each_learner_the_home_page_at_the_server_root_with_their_token(course, tmp_path, capsys):
+    roster = tmp_path / "roster.csv"
+    roster.write_text("username,name,email,cohort,department\nana,Ana Ruiz,ana@psesd.example,Winter,HR\nbo.lee,Bo Lee,bo@psesd.example,Winter,HR\n")
+    assert main(["links", "--roster", str(roster), "--base-url", "https://companion.example.org/base/"]) == 0
+    rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
+    assert [r["username"] for r in rows] == ["ana", "bo.lee"]
+    for row in rows:
+        parts = urlsplit(row["link"])
+        assert (parts.scheme, parts.netloc, parts.path) == ("https", "companion.example.org", "/base/"), row["link"]
+        assert row["link"].startswith("https://companion.example.org/base/?learner=")
+        assert verify(token_from_query(parts.query), server_secret(course.home)) == row["username"]
+
+
+def test_the_dashboard_link_is_the_friendly_path(course, capsys):
+    assert main(["dashboard", "--name", "lee", "--base-url", "https://companion.example.org"]) == 0
+    link = capsys.readouterr().out.splitlines()[-1]
+    assert link.startswith("https://companion.example.org/dashboard?facilitator=")
+
+
+def test_canvas_links_give_each_session_its_number_path(course, capsys):
+    assert main(["canvas", "links", "--base-url", "https://companion.example.org"]) == 0
+    rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
+    assert [(r["session"], r["url"]) for r in rows] == [
+        ("s1", "https://companion.example.org/session/1"),
+        ("s2", "https://companion.example.org/session/2"),
+    ]

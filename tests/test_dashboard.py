@@ -267,7 +267,7 @@ def test_locally_a_listed_login_opens_it_and_others_need_a_key(course):
 
 def test_the_facilitator_link_carries_a_key_for_the_dashboard(course):
     link = facilitator_link(course, "https://companion.example.org/", "lee")
-    assert link.startswith("https://companion.example.org/voila/render/dashboard.ipynb?facilitator=")
+    assert link.startswith("https://companion.example.org/dashboard?facilitator=")
     assert facilitator(course, link.split("?", 1)[1], {"COMPANION_IDENTITY": "link"}) == "lee"
 
 
@@ -286,7 +286,7 @@ def test_the_dashboard_command_prints_a_working_facilitator_link(course, capsys)
     """Needs `companion dashboard` wired in cli.py."""
     assert main(["dashboard", "--name", "lee", "--base-url", "https://companion.example.org"]) == 0
     link = capsys.readouterr().out.strip().splitlines()[-1]
-    assert link.startswith("https://companion.example.org/voila/render/dashboard.ipynb?facilitator=")
+    assert link.startswith("https://companion.example.org/dashboard?facilitator=")
     assert facilitator(course, link.split("?", 1)[1], {"COMPANION_IDENTITY": "link"}) == "lee"
 
 

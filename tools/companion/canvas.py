@@ -10,7 +10,8 @@ Voila page, which allows Canvas to frame it (``frame-ancestors`` in
 A session page has one address per way the course is served (a *form*):
 
 ``page``
-    a standalone companion server: ``<base>/voila/render/<page>``
+    a standalone companion server: ``<base>/session/<n>``, n the session's
+    number in course.toml (:mod:`companion.paths`)
 ``hub``
     JupyterHub, with the course repository already in each learner's home:
     ``<base>/hub/user-redirect/voila/render/<folder>/<notebook>``
@@ -38,8 +39,9 @@ learner, which suits one person's own machine, never a shared server.
 
 Example::
 
-    >>> page_url("https://companion.example.org/", "02-short.ipynb")
-    'https://companion.example.org/voila/render/02-short.ipynb'
+    >>> from companion.settings import Session
+    >>> page_url("https://companion.example.org/", Session("s2", 2, "A short second session", "sessions/02-short.ipynb", "", ""))
+    'https://companion.example.org/session/2'
     >>> nbgitpuller_url("https://hub.example.org", "https://github.com/psesd/leadership.git", "main", "sessions/02-short.ipynb")
     'https://hub.example.org/hub/user-redirect/git-pull?repo=https%3A%2F%2Fgithub.com%2Fpsesd%2Fleadership.git&branch=main&targetpath=leadership&urlpath=voila%2Frender%2Fleadership%2Fsessions%2F02-short.ipynb'
 """
@@ -56,6 +58,7 @@ from pathlib import Path
 from urllib.parse import quote, urlencode, urlsplit
 
 from .errors import CourseError
+from .paths import session_path
 from .settings import Session, Settings
 
 
@@ -131,9 +134,9 @@ def repo_folder(repo: str) -> str:
     return name
 
 
-def page_url(base_url: str, page: str) -> str:
-    """A session page on a standalone companion server."""
-    return f"{check_base_url(base_url)}/voila/render/{quote(page)}"
+def page_url(base_url: str, session: Session) -> str:
+    """A session's page on a standalone companion server: ``<base>/session/<n>``."""
+    return f"{check_base_url(base_url)}/{session_path(session)}"
 
 
 def hub_url(base_url: str, path: str) -> str:
@@ -179,7 +182,7 @@ def lti_url(base_url: str, repo: str, branch: str, notebook: str) -> str:
 def session_url(session: Session, base_url: str, form: str = "page", repo: str | None = None, branch: str = "main") -> str:
     """The address of one session page in one of :data:`FORMS`."""
     if form == "page":
-        return page_url(base_url, session.page)
+        return page_url(base_url, session)
     if form not in FORMS:
         raise CanvasError(f"'{form}' is not a link form; use one of: {', '.join(FORMS)}.")
     if not repo:

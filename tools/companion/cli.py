@@ -51,6 +51,7 @@ def cmd_serve(args) -> int:
 
 
 def cmd_links(args) -> int:
+    """Each learner's personal link: the home page (``<base>/?learner=<token>``), from which every session opens."""
     from .identity import personal_link, server_secret
     from .roster import read_roster
     from .server import HOME_PAGE

@@ -55,7 +55,7 @@ from .progress import SessionProgress, session_progress, session_rules
 from .settings import Settings
 from .store import Feedback, Learner, Store
 
-DASHBOARD_PAGE = "voila/render/dashboard.ipynb"
+DASHBOARD_PAGE = "dashboard"
 STALLED_DAYS = 14  # started, not finished, and nothing done for this long: stalled
 LISTED = 50  # people listed per table on the page (the count always covers everyone)
 NO_COHORT = "(no cohort)"

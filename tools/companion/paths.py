@@ -1,8 +1,14 @@
 """Where each page lives: the friendly addresses a learner sees, clicks and pastes into Canvas.
 
 ``companion serve`` answers ``/`` (the learner's home page), ``/session/<n>``
-(session n's workbook) and ``/dashboard`` (the facilitator dashboard). The
-pages' own links are built here, so they keep the learner's personal token.
+(session n's workbook, n its number in course.toml) and ``/dashboard`` (the
+facilitator dashboard); ``/voila/render/<file>`` keeps working for old links.
+The pages' own links are built here, so they keep the learner's personal token.
+
+Under JupyterHub there are no friendly addresses: Voila runs inside each
+learner's own server and renders the notebook files themselves, so there the
+links are relative links to those files (``home.ipynb``, the session's released
+notebook), which sit side by side.
 
 Example::
 
@@ -21,11 +27,19 @@ from .settings import Session
 
 HOME_PATH = ""
 DASHBOARD_PATH = "dashboard"
+# The notebook files the server renders: the friendly paths name these (see companion.server).
+HOME_NOTEBOOK = "home.ipynb"
+DASHBOARD_NOTEBOOK = "dashboard.ipynb"
 
 
 def session_path(session: Session) -> str:
     """A session page's path under the server's base URL, e.g. ``session/2``."""
     return f"session/{session.number}"
+
+
+def under_hub() -> bool:
+    """True in a kernel that JupyterHub started: its Voila has no friendly addresses."""
+    return bool(os.environ.get("JUPYTERHUB_USER"))
 
 
 def _base_url() -> str:
@@ -34,16 +48,20 @@ def _base_url() -> str:
     return base if base.endswith("/") else base + "/"
 
 
-def _with_token(path: str, query: str | None) -> str:
+def _token_query(query: str | None) -> str:
     token = identity.token_from_query(query)
-    return _base_url() + path + (f"?{identity.LINK_PARAMETER}={quote(token)}" if token else "")
+    return f"?{identity.LINK_PARAMETER}={quote(token)}" if token else ""
 
 
 def home_link(query: str | None = None) -> str:
     """The learner's home page, keeping their personal token from the page's ``query``."""
-    return _with_token(HOME_PATH, query)
+    if under_hub():
+        return HOME_NOTEBOOK + _token_query(query)
+    return _base_url() + HOME_PATH + _token_query(query)
 
 
 def session_link(session: Session, query: str | None = None) -> str:
     """A session's page, keeping the learner's personal token from the page's ``query``."""
-    return _with_token(session_path(session), query)
+    if under_hub():
+        return quote(session.page) + _token_query(query)
+    return _base_url() + session_path(session) + _token_query(query)

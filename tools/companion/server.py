@@ -4,8 +4,12 @@
 site folder with preheated kernels (a page opens without waiting for Python to
 start), culling of idle kernels, a ``frame-ancestors`` policy so Canvas may
 frame the pages (with ``https = true``, cookies marked ``SameSite=None; Secure``
-so browsers keep them inside Canvas's iframe), and ``/`` redirecting to the
-learner's home page (the query string, and so a personal link, is kept).
+so browsers keep them inside Canvas's iframe), and friendly addresses
+(:mod:`companion.paths`): ``/`` is the learner's home page, ``/session/<n>``
+session n's workbook and ``/dashboard`` the facilitator dashboard. Each is
+Voila's own page handler given the released notebook's name, so the query
+string (a personal link's token) reaches the page's kernel and the preheated
+kernels are used, exactly as at ``/voila/render/<file>``, which keeps working.
 
 The same configuration is written to ``<home>/voila.json`` for deployments that
 start Voila themselves (under JupyterHub the headers go in the single-user
@@ -18,17 +22,21 @@ import json
 import os
 import re
 import shutil
+from html import escape
 from pathlib import Path
 from typing import Callable
+from urllib.parse import quote
 
 from tornado import web
 
+from . import identity, paths
 from .errors import SettingsError
 from .release import is_stale, release, site_dir
-from .settings import COURSE_FILE, Settings
+from .settings import COURSE_FILE, Settings, load_settings
 from .store import open_store
 
-HOME_PAGE = "voila/render/home.ipynb"
+# A learner's personal link opens the home page (``/``) with their token.
+HOME_PAGE = paths.HOME_PATH
 TEMPLATE = "companion"
 # The template's own files (index.html.j2, conf.json, companion.js); course/theme.css joins them.
 TEMPLATE_SOURCE = Path(__file__).parent / "templates" / TEMPLATE
@@ -121,22 +129,99 @@ def kernel_environment(settings: Settings, mode: str) -> dict[str, str]:
     }
 
 
-class HomeRedirect(web.RequestHandler):
-    def get(self) -> None:
-        query = self.request.query
-        self.redirect(self.settings.get("base_url", "/") + HOME_PAGE + (f"?{query}" if query else ""))
+def page_routes(settings: Settings) -> dict[str, str]:
+    """The notebook file each friendly path renders: ``""`` home, ``session/<n>``, ``dashboard``."""
+    routes = {paths.HOME_PATH: paths.HOME_NOTEBOOK, paths.DASHBOARD_PATH: paths.DASHBOARD_NOTEBOOK}
+    routes.update({paths.session_path(session): session.page for session in settings.sessions})
+    return routes
 
-    head = get
+
+def unknown_session_page(settings: Settings, asked: str, query: str = "", base_url: str = "/") -> str:
+    """The 404 page for ``/session/<asked>``: which sessions exist, each linked, and the way home.
+
+    The links keep the learner's personal token from ``query``."""
+    token = identity.token_from_query(query)
+    suffix = escape(f"?{identity.LINK_PARAMETER}={quote(token)}" if token else "")
+    base = escape(base_url if base_url.endswith("/") else base_url + "/")
+    items = "".join(
+        f'<li><a href="{base}{paths.session_path(s)}{suffix}">Session {s.number}: {escape(s.title)}</a></li>'
+        for s in settings.sessions
+    )
+    numbers = [s.number for s in settings.sessions]
+    if len(numbers) == 1:
+        known = f"one session, session {numbers[0]}"
+    elif len(numbers) > 2 and numbers == list(range(numbers[0], numbers[0] + len(numbers))):
+        known = f"sessions {numbers[0]} to {numbers[-1]}"
+    else:
+        known = "sessions " + ", ".join(map(str, numbers[:-1])) + f" and {numbers[-1]}"
+    heading = f"There is no session {escape(asked)}" if asked else "Which session?"
+    return (
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        f"<title>{heading} — {escape(settings.title)}</title><style>{NOT_FOUND_CSS}</style></head>"
+        f"<body><main><h1>{heading}</h1>"
+        f"<p>{escape(settings.title)} has {known}:</p><ul>{items}</ul>"
+        f'<p><a href="{base}{suffix}">Go to my sessions</a></p></main></body></html>\n'
+    )
 
 
-def _voila_class():
+NOT_FOUND_CSS = (
+    "body{font-family:system-ui,sans-serif;font-size:1.05rem;line-height:1.5;color:#1f2328;margin:2rem}"
+    "main{max-width:44rem}a{color:#1d4f91;text-decoration:underline}"
+    "a:focus-visible{outline:3px solid #bf5700;outline-offset:2px}li{margin:0.3rem 0}"
+)
+
+
+def _page_handler():
+    from voila.tornado.handler import TornadoVoilaHandler
+
+    class CompanionPage(TornadoVoilaHandler):
+        """Voila's page handler at a friendly path: renders the notebook file the path names.
+
+        Unknown session numbers get a 404 page that lists the sessions."""
+
+        def initialize(self, **kwargs):
+            self.routes: dict[str, str] = kwargs.pop("routes")
+            self.course: Settings = kwargs.pop("course")
+            super().initialize(**kwargs)
+
+        @web.authenticated
+        async def get(self, path: str = ""):
+            route = path.strip("/")
+            notebook = self.routes.get(route)
+            if notebook is None:
+                self.set_status(404)
+                self.set_header("Content-Type", "text/html; charset=utf-8")
+                self.set_header("Cache-Control", "no-cache, no-store, must-revalidate")
+                asked = route.removeprefix("session").strip("/")
+                self.finish(unknown_session_page(self.course, asked, self.request.query, self.base_url))
+                return
+            await super().get(notebook)
+
+    return CompanionPage
+
+
+def _voila_class(settings: Settings | None = None):
+    from jupyter_server.utils import url_path_join
     from voila.app import Voila
 
     class CompanionVoila(Voila):
-        """Voila with the home page at ``/``."""
+        """Voila with the friendly paths: ``/`` home, ``/session/<n>`` a session, ``/dashboard``."""
 
         def init_handlers(self):
-            return [(self.server_url, HomeRedirect), *super().init_handlers()]
+            handlers = super().init_handlers()
+            course = settings or load_settings()
+            # The same arguments Voila gives its own /voila/render/ handler (template paths, config).
+            render = next(h[2] for h in handlers if h[0] == url_path_join(self.server_url, r"/voila/render/(.*)"))
+            arguments = {**render, "routes": page_routes(course), "course": course}
+            page = _page_handler()
+            friendly = [
+                (self.server_url, page, arguments),
+                (url_path_join(self.server_url, r"/(dashboard)/?"), page, arguments),
+                (url_path_join(self.server_url, r"/(session/[^/]*)/?"), page, arguments),
+            ]
+            # Voila's own "/" handler (the file tree) is replaced by the home page.
+            return friendly + [h for h in handlers if h[0] != self.server_url]
 
     return CompanionVoila
 
@@ -157,4 +242,4 @@ def serve(settings: Settings, port: int = 8866, mode: str = "local", host: str =
     os.environ.update(kernel_environment(settings, mode))
     jupyter_path = [str(write_template(settings)), *filter(None, os.environ.get("JUPYTER_PATH", "").split(os.pathsep))]
     os.environ["JUPYTER_PATH"] = os.pathsep.join(jupyter_path)
-    _voila_class().launch_instance(argv=[], config=Config(config))
+    _voila_class(settings).launch_instance(argv=[], config=Config(config))
