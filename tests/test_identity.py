@@ -95,3 +95,13 @@ def test_links_refuses_a_malformed_roster_whole_and_writes_nothing(course, tmp_p
     assert "Nothing was imported" in err
     assert "Traceback" not in err
     assert not out.exists()
+
+
+def test_pages_name_the_learner_as_the_roster_does_and_never_a_system_account_as_a_person():
+    from companion.identity import Identity, display_name
+
+    assert display_name(Identity("ana", "link"), "Ana Lopez") == "Ana Lopez"
+    assert display_name(Identity("ana", "local")) == "ana"
+    assert display_name(Identity("root", "local")) is None
+    assert display_name(Identity("daemon", "local")) is None
+    assert display_name(Identity("root", "local"), "Rita Ortiz") == "Rita Ortiz", "a roster name is a person's"
