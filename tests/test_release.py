@@ -11,7 +11,7 @@ import pytest
 from nbclient import NotebookClient
 
 from companion.catalog import read_notebook
-from companion.release import release, site_dir
+from companion.release import is_stale, release, site_dir
 from companion.settings import load_settings
 from conftest import REPO, make_course
 
@@ -61,6 +61,30 @@ def test_released_cells_are_locked_and_declare_the_same_activities(released):
 
 def test_the_home_page_is_released_beside_the_sessions(released):
     assert (site_dir(released) / "home.ipynb").exists()
+
+
+def test_every_page_is_titled_for_the_browser_tab(released):
+    """Voila's template puts the notebook's metadata title in <title>: the tab says which session it is."""
+    site = site_dir(released)
+    title = lambda name: json.loads((site / name).read_text(encoding="utf-8"))["metadata"]["title"]
+    first = released.sessions[0]
+    assert title(first.page) == f"Session 1: {first.title} — {released.title}"
+    assert title(first.page).startswith("Session 1: Building the foundation")
+    for session in released.sessions:
+        assert title(session.page).startswith(f"Session {session.number}: {session.title}")
+    assert title("home.ipynb") == f"My sessions — {released.title}"
+    assert title("dashboard.ipynb") == f"Facilitator dashboard — {released.title}"
+    assert not is_stale(released)
+
+
+def test_pages_released_before_they_had_titles_are_released_again(course):
+    release(course)
+    assert not is_stale(course)
+    home = site_dir(course) / "home.ipynb"
+    untitled = json.loads(home.read_text(encoding="utf-8"))
+    del untitled["metadata"]["title"]
+    home.write_text(json.dumps(untitled), encoding="utf-8")
+    assert is_stale(course), "a page without its title (an older release) makes the server release again"
 
 
 def execute(path, cwd):

@@ -5,8 +5,11 @@ sit in solution regions (markdown cells marked as solution cells, between
 ``### BEGIN SOLUTION`` and ``### END SOLUTION``). ``release`` copies each into
 nbgrader's course directory under the data home, runs nbgrader's
 ``generate_assignment`` (notes stripped, every cell locked, outputs cleared),
-drops the cells that only held notes, and writes the result to the site folder
-that Voila serves. Learners never see a source notebook.
+drops the cells that only held notes, gives the page its title (notebook
+metadata ``title``, which Voila's template puts in the browser tab: "Session 1:
+<title> — <course title>"), and writes the result to the site folder that Voila
+serves, beside the home page ("My sessions — <course title>") and the
+facilitator dashboard. Learners never see a source notebook.
 
 Example::
 
@@ -23,6 +26,8 @@ import shutil
 from pathlib import Path
 
 from .errors import ReleaseError
+from .paths import DASHBOARD_NOTEBOOK as DASHBOARD_FILE
+from .paths import HOME_NOTEBOOK as HOME_FILE
 from .settings import Settings
 
 HOME_NOTEBOOK = {
@@ -89,9 +94,22 @@ def _write_config(settings: Settings) -> None:
     (nbgrader_dir(settings) / "nbgrader_config.py").write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
-def _learner_cells(path: Path) -> None:
-    """Drop the cells that only held facilitator notes, so learners see no empty boxes."""
+def page_titles(settings: Settings) -> dict[str, str]:
+    """Each released page's title (its browser tab) by file name: the sessions, the home page, the dashboard."""
+    titles = {session.page: f"Session {session.number}: {session.title} — {settings.title}" for session in settings.sessions}
+    titles[HOME_FILE] = f"My sessions — {settings.title}"
+    titles[DASHBOARD_FILE] = f"Facilitator dashboard — {settings.title}"
+    return titles
+
+
+def _with_title(notebook: dict, title: str) -> dict:
+    return {**notebook, "metadata": {**notebook.get("metadata", {}), "title": title}}
+
+
+def _learner_cells(path: Path, title: str) -> None:
+    """Drop the cells that only held facilitator notes, so learners see no empty boxes; set the page's title."""
     notebook = json.loads(path.read_text(encoding="utf-8"))
+    notebook = _with_title(notebook, title)
     notebook["cells"] = [
         cell
         for cell in notebook["cells"]
@@ -100,8 +118,15 @@ def _learner_cells(path: Path) -> None:
     path.write_text(json.dumps(notebook, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
 
 
+def _title_of(path: Path) -> str | None:
+    try:
+        return json.loads(path.read_text(encoding="utf-8")).get("metadata", {}).get("title")
+    except (OSError, ValueError):
+        return None
+
+
 def is_stale(settings: Settings) -> bool:
-    """True when a source notebook or course.toml is newer than its released page."""
+    """True when a source notebook or course.toml is newer than its released page, or a page lacks its title."""
     site = site_dir(settings)
     newest_input = (settings.root / "course" / "course.toml").stat().st_mtime
     for session in settings.sessions:
@@ -109,7 +134,8 @@ def is_stale(settings: Settings) -> bool:
         source = settings.root / session.notebook
         if not page.exists() or page.stat().st_mtime < max(source.stat().st_mtime, newest_input):
             return True
-    return not ((site / "home.ipynb").exists() and (site / "dashboard.ipynb").exists())
+    # Pages released before they had titles (or with another course title) are released again.
+    return any(_title_of(site / name) != title for name, title in page_titles(settings).items())
 
 
 def release(settings: Settings, progress=None) -> list[Path]:
@@ -123,6 +149,7 @@ def release(settings: Settings, progress=None) -> list[Path]:
     site.mkdir(parents=True, exist_ok=True)
     _write_config(settings)
     api = NbGraderAPI(config=Config(nbgrader_config(settings)))
+    titles = page_titles(settings)
     pages = []
     for session in settings.sessions:
         source = settings.root / session.notebook
@@ -137,11 +164,12 @@ def release(settings: Settings, progress=None) -> list[Path]:
         if not result.get("success") or not released.exists():
             detail = (result.get("error") or result.get("log") or "").strip().splitlines()[-5:]
             raise ReleaseError(f"nbgrader could not release {session.notebook}: {' '.join(detail)} Fix the notebook and run 'companion release' again.")
-        _learner_cells(released)
+        _learner_cells(released, titles[session.page])
         shutil.copy2(released, site / session.page)
         pages.append(site / session.page)
         if progress:
             progress(session)
-    (site / "home.ipynb").write_text(json.dumps(HOME_NOTEBOOK, indent=1) + "\n", encoding="utf-8")
-    (site / "dashboard.ipynb").write_text(json.dumps(DASHBOARD_NOTEBOOK, indent=1) + "\n", encoding="utf-8")
+    for name, notebook in ((HOME_FILE, HOME_NOTEBOOK), (DASHBOARD_FILE, DASHBOARD_NOTEBOOK)):
+        page = _with_title(notebook, titles[name])
+        (site / name).write_text(json.dumps(page, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
     return pages
