@@ -298,17 +298,8 @@ def facilitator_link(settings: Settings, base_url: str, name: str, days: float |
 
 # The page -------------------------------------------------------------------------
 
-STYLE = """<style>
-.companion-dashboard { max-width: 64rem; }
-.companion-dashboard table { border-collapse: collapse; margin: 0.5rem 0 1rem; }
-.companion-dashboard caption { text-align: left; font-weight: 600; padding: 0.3rem 0; }
-.companion-dashboard th, .companion-dashboard td { border-bottom: 1px solid #d0d7de; padding: 0.3rem 0.6rem; text-align: left; vertical-align: top; }
-.companion-dashboard td.num { text-align: right; font-variant-numeric: tabular-nums; }
-.companion-bar { display: inline-block; width: 12rem; height: 0.9rem; background: #e6ebf1; border: 1px solid #57606a; vertical-align: middle; margin-right: 0.5rem; }
-.companion-bar > span { display: block; height: 100%; background: #1d4f91; }
-.companion-reflection-text { white-space: pre-wrap; background: #f6f8fa; border-left: 4px solid #57606a; padding: 0.5rem 0.8rem; margin: 0.4rem 0; }
-.companion-private { color: #424a53; font-style: italic; }
-</style>"""
+# Its look is in course/theme.css, the one stylesheet of every page. Each table cell carries the
+# name of its column (data-label), which the cell shows on a phone, where each row is a block.
 
 
 def _date(moment: datetime | None, never: str = "never") -> str:
@@ -327,8 +318,9 @@ def chart_html(group: Group) -> str:
     """Completion by session for everyone or one cohort: a table with a bar and the numbers in text."""
     rows = "".join(
         f'<tr data-session="{escape(s.session_id)}"><th scope="row">Session {s.number}: {escape(s.title)}</th>'
-        f'<td class="num">{s.complete:,}</td><td class="num">{s.in_progress:,}</td><td class="num">{s.not_started:,}</td>'
-        f"<td>{_bar(s.rate)}{_percent(s.rate)} complete</td></tr>"
+        f'<td class="num" data-label="Complete">{s.complete:,}</td><td class="num" data-label="In progress">{s.in_progress:,}</td>'
+        f'<td class="num" data-label="Not started">{s.not_started:,}</td>'
+        f'<td data-label="Completion">{_bar(s.rate)}{_percent(s.rate)} complete</td></tr>'
         for s in group.sessions
     )
     return (
@@ -350,9 +342,9 @@ def series_html(group: Group) -> str:
 def cohorts_html(figures: Figures, sessions) -> str:
     head = "".join(f'<th scope="col">Session {s.number}</th>' for s in sessions)
     rows = "".join(
-        f'<tr><th scope="row">{escape(g.label)}</th><td class="num">{g.learners:,}</td>'
-        + "".join(f'<td class="num">{_percent(s.rate)} ({s.complete:,})</td>' for s in g.sessions)
-        + f'<td>{_bar(g.series_rate)}{_percent(g.series_rate)} ({g.series_complete:,})</td></tr>'
+        f'<tr><th scope="row">{escape(g.label)}</th><td class="num" data-label="Supervisors">{g.learners:,}</td>'
+        + "".join(f'<td class="num" data-label="Session {s.number}">{_percent(s.rate)} ({s.complete:,})</td>' for s in g.sessions)
+        + f'<td data-label="Series">{_bar(g.series_rate)}{_percent(g.series_rate)} ({g.series_complete:,})</td></tr>'
         for g in figures.cohorts
     )
     return (
@@ -368,8 +360,10 @@ def stragglers_html(title: str, people: tuple[Straggler, ...], css: str, never: 
     if not count:
         return f'<h3>{escape(title)} (0)</h3><p class="{css}">Nobody.</p>'
     rows = "".join(
-        f'<tr><td>{escape(p.name or p.username)}</td><td>{escape(p.username)}</td><td>{escape(p.cohort or NO_COHORT)}</td>'
-        f'<td>{"Session " + str(p.at_session) if p.at_session else ""}</td><td>{_date(p.last_active, never)}</td></tr>'
+        f'<tr><td data-label="Name">{escape(p.name or p.username)}</td><td data-label="Username">{escape(p.username)}</td>'
+        f'<td data-label="Cohort">{escape(p.cohort or NO_COHORT)}</td>'
+        f'<td data-label="At">{"Session " + str(p.at_session) if p.at_session else ""}</td>'
+        f'<td data-label="Last active">{_date(p.last_active, never)}</td></tr>'
         for p in people[:LISTED]
     )
     shown = min(len(people), LISTED)
@@ -415,7 +409,7 @@ class Dashboard(widgets.VBox):
         except CourseError as error:
             self.children = (
                 widgets.HTML(
-                    STYLE + '<div class="companion-error" role="alert"><h2>This dashboard is for facilitators</h2>'
+                    '<div class="companion-error" role="alert"><h2>This dashboard is for facilitators</h2>'
                     f"<p>{escape(str(error))}</p></div>"
                 ),
             )
@@ -423,7 +417,7 @@ class Dashboard(widgets.VBox):
         self.store, self.catalog = store, catalog
         self.figures: Figures | None = None
         self.header = widgets.HTML(
-            f"{STYLE}<h1>Facilitator dashboard</h1><p class=\"companion-signed-in\">Signed in as facilitator "
+            '<h1>Facilitator dashboard</h1><p class="companion-signed-in">Signed in as facilitator '
             f"<strong>{escape(self.facilitator)}</strong>. You see who has done what, and the text of only the "
             "reflections learners chose to share with you.</p>"
         )
