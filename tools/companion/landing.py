@@ -1,25 +1,82 @@
-"""The learner's home page: the six sessions, this learner's progress in each, and links.
+"""The learner's home page: the sessions, this learner's progress in each, and where to go next.
 
-The server renders it from a one-cell notebook (``home.ipynb``)::
+The server renders it from a one-cell notebook (``home.ipynb``, at ``/``)::
 
     from companion.landing import Home
     Home()
+
+It says who is signed in (their name from the roster when there is one), how
+many sessions they have completed, offers a "Continue" (or "Start") link to the
+first session not yet complete, and lists every session with its status in
+words. Its links keep the learner's personal token (:mod:`companion.paths`).
+Dates are written in UTC and marked up as ``<time class="companion-local">``
+(:func:`companion.activities.local_time`), which the page script shows in the
+learner's own time zone.
 """
 
 from __future__ import annotations
 
+import os
 from html import escape
-from urllib.parse import quote
 
 import ipywidgets as widgets
 
-from . import identity
-from .activities import _query_string
+from . import identity, paths
+from .activities import _query_string, local_time
 from .catalog import load_catalog
 from .errors import CourseError
-from .progress import COMPLETE, learner_progress
-from .settings import load_settings
-from .store import open_store
+from .progress import COMPLETE, NOT_STARTED, SessionProgress, learner_progress
+from .settings import Session, load_settings
+from .store import Store, open_store
+
+def _mode() -> str:
+    """This kernel's identity mode, as :func:`companion.identity.current` chooses it."""
+    if os.environ.get("JUPYTERHUB_USER"):
+        return "hub"
+    return os.environ.get("COMPANION_IDENTITY", "local")
+
+
+def display_name(store: Store | None, username: str) -> str | None:
+    """The name to show for the signed-in learner, or None for "don't show a name".
+
+    Their name in the roster when it has one; otherwise their username, except
+    on one's own machine (local mode) when that username is a system account
+    such as ``root``: the page then says "Working on this computer" instead.
+    The rule itself is :func:`companion.identity.display_name`; this looks up
+    the roster name in ``store``."""
+    learner = store.learner(username) if store is not None else None
+    return identity.display_name(identity.Identity(username, _mode()), learner.name if learner else "")
+
+
+def signed_in_html(name: str | None) -> str:
+    """"Signed in as <name>." or, with no name to show, "Working on this computer."."""
+    if name is None:
+        return "Working on this computer."
+    return f"Signed in as <strong>{escape(name)}</strong>."
+
+
+def status_html(state: SessionProgress) -> str:
+    """A session's status in words, e.g. "In progress: 3 of 7 required activities done"."""
+    if state.status == COMPLETE:
+        return (
+            f'<span class="companion-state">Completed on {local_time(state.completed_at, "date")}</span>'
+            f" ({state.done} of {state.required} required activities done)"
+        )
+    if state.status == NOT_STARTED:
+        return '<span class="companion-state">Not started</span>'
+    return f'<span class="companion-state">In progress: {state.done} of {state.required} required activities done</span>'
+
+
+def next_step_html(sessions: tuple[Session, ...], progress: list[SessionProgress], query: str) -> str:
+    """The "Continue" (or "Start") link to the first session not complete; when every one is, says so."""
+    for session, state in zip(sessions, progress):
+        if state.status != COMPLETE:
+            verb = "Start" if all(p.status == NOT_STARTED for p in progress) else "Continue"
+            return (
+                f'<p class="companion-next"><a class="companion-continue" href="{escape(paths.session_link(session, query))}">'
+                f"{verb}: Session {session.number} — {escape(session.title)}</a></p>"
+            )
+    return '<p class="companion-next companion-all-done">You have completed every session. Well done.</p>'
 
 
 class Home(widgets.VBox):
@@ -27,34 +84,37 @@ class Home(widgets.VBox):
 
     def __init__(self):
         super().__init__()
+        self.add_class("companion-home")
         settings = load_settings()
-        parts = [f"<h1>{escape(settings.title)}</h1>", f"<p>{escape(settings.description)}</p>"]
+        parts = [f"<h1>{escape(settings.title)}</h1>"]
         try:
+            # What does not depend on the learner happens before a preheated kernel waits for its request.
+            store = open_store(settings.db_url)
+            catalog = load_catalog(settings)
             query = _query_string()
             username = identity.current(settings.home, query).username
-            store = open_store(settings.db_url)
-            progress = learner_progress(store, load_catalog(settings), username)
+            progress = learner_progress(store, catalog, username)
         except CourseError as error:
+            parts.append(f"<p>{escape(settings.description)}</p>")
             parts.append(
                 '<div class="companion-error" role="alert"><h2>We could not tell who you are</h2>'
                 f"<p>{escape(str(error))}</p></div>"
             )
         else:
-            token = identity.token_from_query(query)
-            suffix = f"?{identity.LINK_PARAMETER}={quote(token)}" if token else ""
             done = sum(p.status == COMPLETE for p in progress)
             parts.append(
-                f'<p class="companion-signed-in">Signed in as <strong>{escape(username)}</strong>. '
+                f'<p class="companion-signed-in">{signed_in_html(display_name(store, username))} '
                 f"You have completed {done} of {len(progress)} sessions.</p>"
             )
+            parts.append(next_step_html(settings.sessions, progress, query))
+            parts.append(f"<p>{escape(settings.description)}</p>")
             items = []
             for session, state in zip(settings.sessions, progress):
                 items.append(
-                    f'<li data-session="{escape(session.id)}"><a href="{escape(session.page + suffix)}">'
-                    f"Session {session.number}: {escape(session.title)}</a><br>"
-                    f'<span class="companion-state">{state.status.capitalize()}</span>'
-                    f" ({state.done} of {state.required} required activities done)"
-                    f"<br>{escape(session.summary)}</li>"
+                    f'<li data-session="{escape(session.id)}">'
+                    f'<a href="{escape(paths.session_link(session, query))}">Session {session.number}: {escape(session.title)}</a>'
+                    f'<br><span class="companion-session-status">{status_html(state)}</span>'
+                    f'<br><span class="companion-summary">{escape(session.summary)}</span></li>'
                 )
-            parts.append(f'<ul class="companion-sessions">{"".join(items)}</ul>')
+            parts.append(f'<h2 class="companion-sessions-heading">My sessions</h2><ul class="companion-sessions">{"".join(items)}</ul>')
         self.children = (widgets.HTML("".join(parts)),)
