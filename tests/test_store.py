@@ -164,10 +164,11 @@ def test_the_head_revision_the_store_knows_is_the_newest_migration():
     from alembic.config import Config
     from alembic.script import ScriptDirectory
 
+    import companion
     import companion.store as store_module
 
     config = Config()
-    config.set_main_option("script_location", str(Path(store_module.__file__).parent / "migrations"))
+    config.set_main_option("script_location", str(Path(companion.__file__).parent / "migrations"))
     assert ScriptDirectory.from_config(config).get_current_head() == store_module.HEAD_REVISION
 
 

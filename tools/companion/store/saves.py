@@ -1,0 +1,389 @@
+"""Saving: every write to the store, from the learners' pages, the roster and the facilitators.
+
+A save appends an event and, in the same transaction, makes its value the
+learner's latest response and keeps their progress in the session current (or
+marks the stored progress stale). With ``expected=`` a save is a
+compare-and-set: a page that is behind another tab or device does not replace
+what was saved there, and its value is kept as a "conflicted" event. Also here,
+because they write the same tables under the same rules: events that change no
+response (:meth:`Saves.record`), the roster's upsert, feedback, bulk saves, and
+the progress rebuild.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import time
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import Integer, String, and_, bindparam, delete, exists, func, insert, literal, or_, select, text, update
+from sqlalchemy.engine import Connection
+from sqlalchemy.orm import Session
+
+from ..errors import StoreError
+from .database import Database
+from .schema import (
+    _EVENT_INSERT,
+    _FORGET_ANY_RULE,
+    _FORGET_RULE,
+    _LEARNERS,
+    _LOCK_LEARNER,
+    _META,
+    _PROGRESS,
+    _RESPONSES,
+    _STORED_RESPONSE,
+    _TOUCH_LEARNER,
+    CONFLICTED,
+    MAX_VALUE_BYTES,
+    PROGRESS_RULE,
+    RULE_CHECK_SECONDS,
+    UNCHECKED,
+    EventRow,
+    Feedback,
+    FeedbackRow,
+    LearnerRow,
+    Response,
+    ResponseRow,
+    _aware,
+    _progress_columns,
+    utcnow,
+)
+
+if TYPE_CHECKING:
+    from ..progress import SessionRule
+
+
+def _check_size(value: Any) -> None:
+    size = len(json.dumps(value, ensure_ascii=False).encode("utf-8"))
+    if size > MAX_VALUE_BYTES:
+        raise StoreError(
+            f"The answer is too large to save ({size:,} bytes; the limit is {MAX_VALUE_BYTES:,}). "
+            "Shorten it and save again."
+        )
+
+
+class Saves(Database):
+    """The store's writes: saves, events, learners, feedback, and the progress they keep."""
+
+    # Learners -------------------------------------------------------------
+
+    def _learner_id(self, db: Session | Connection, username: str) -> int:
+        """The learner's id, creating the learner if new (call :meth:`_known` once the transaction commits)."""
+        if username in self._learner_ids:
+            return self._learner_ids[username]
+        found = db.scalar(select(LearnerRow.id).where(LearnerRow.username == username))
+        if found is not None:
+            return found
+        if self._upsert is not None:
+            db.execute(self._upsert(LearnerRow).values(username=username, extra={}, created_at=utcnow()).on_conflict_do_nothing())
+        else:
+            db.execute(insert(LearnerRow).values(username=username, extra={}, created_at=utcnow()))
+        return db.scalar(select(LearnerRow.id).where(LearnerRow.username == username))
+
+    def _known(self, username: str, learner_id: int) -> None:
+        self._learner_ids[username] = learner_id
+
+    def ensure_learner(self, username: str) -> None:
+        with self.session() as db:
+            learner_id = self._learner_id(db, username)
+        self._known(username, learner_id)
+
+    def upsert_learners(self, people: list[dict]) -> tuple[int, int]:
+        """Add or update learners by username (a roster import); returns (added, updated).
+
+        Work already saved is never touched: only the roster columns change."""
+        added = updated = 0
+        with self.session() as db:
+            existing = {row.username: row for row in db.scalars(select(LearnerRow))}
+            for person in people:
+                row = existing.get(person["username"])
+                if row is None:
+                    row = LearnerRow(username=person["username"], created_at=utcnow())
+                    db.add(row)
+                    existing[row.username] = row
+                    added += 1
+                else:
+                    updated += 1
+                for column in ("name", "email", "cohort", "department"):
+                    setattr(row, column, person.get(column, ""))
+                row.extra = person.get("extra", {})
+        return added, updated
+
+    # Saving ---------------------------------------------------------------
+
+    def save(
+        self,
+        username: str,
+        session_id: str,
+        activity_id: str,
+        verb: str,
+        value: Any,
+        *,
+        done: bool | None = None,
+        shared: bool | None = None,
+        rule: SessionRule | None = None,
+        expected: Any = UNCHECKED,
+    ) -> Response:
+        """Append an event and make ``value`` the latest response, in one transaction.
+
+        ``done`` and ``shared`` keep their stored values when not given.
+        ``expected`` is the value the saving page last read or saved (None: it
+        found nothing). When the stored value is neither that nor ``value``, the
+        response was changed elsewhere (another tab or device): nothing is
+        replaced, ``value`` is kept as a "conflicted" event, and the stored
+        response comes back with ``conflict=True`` so the page can ask which to keep. With the
+        session's ``rule`` (companion.progress), the learner's progress in the
+        session is brought up to date too; without it, the stored progress is
+        marked stale and the next dashboard rebuilds it. Core
+        statements, not the ORM's unit of work: on SQLite the write lock is held
+        for the whole transaction, so its length bounds how many saves a second
+        all learners together get."""
+        _check_size(value)
+        now = utcnow()
+        changes: dict[str, Any] = {"value": value, "updated_at": now}
+        if done is not None:
+            changes["done"] = done
+        if shared is not None:
+            changes["shared"] = shared
+        keeps_progress = rule is not None and rule.session_id == session_id
+        check_rule = keeps_progress and time.monotonic() - self._rule_checked.get(rule.version, -RULE_CHECK_SECONDS) >= RULE_CHECK_SECONDS
+        with self.transaction() as connection:
+            learner_id = self._learner_id(connection, username)
+            if not self.is_sqlite:
+                # Orders one learner's concurrent saves (two tabs), so each sees the other's response
+                # when it counts their progress. SQLite's write lock already orders every save.
+                connection.execute(_LOCK_LEARNER, {"learner": learner_id})
+            if expected is not UNCHECKED:
+                stored = connection.execute(_STORED_RESPONSE, {"learner": learner_id, "activity": activity_id}).first()
+                if stored is not None and stored.value not in (expected, value):
+                    self._append_event(connection, learner_id, session_id, activity_id, CONFLICTED, value, now)
+                    return Response(
+                        username, session_id, activity_id, stored.value, stored.done, stored.shared, _aware(stored.updated_at), conflict=True
+                    )
+            self._append_event(connection, learner_id, session_id, activity_id, verb, value, now)
+            fresh = dict(learner_id=learner_id, session_id=session_id, activity_id=activity_id, done=False, shared=False) | changes
+            stored_done, stored_shared = self._put_response(connection, fresh, changes)
+            if keeps_progress:
+                if check_rule:
+                    connection.execute(_FORGET_RULE, {"version": rule.version})
+                self._put_progress(connection, learner_id, rule, now)
+            else:
+                connection.execute(_FORGET_ANY_RULE)
+                connection.execute(_TOUCH_LEARNER, {"learner": learner_id, "at": now})
+        self._known(username, learner_id)
+        if check_rule:
+            self._rule_checked[rule.version] = time.monotonic()
+        return Response(username, session_id, activity_id, value, bool(stored_done), bool(stored_shared), now)
+
+    def _put_response(self, connection, fresh: dict, changes: dict) -> tuple[bool, bool]:
+        """Insert the response, or update its ``changes``; returns the stored (done, shared)."""
+        if self._upsert is not None:
+            return tuple(connection.execute(self._upsert_response(tuple(changes)), fresh).one())
+        # Elsewhere: update, or insert when there was nothing to update.
+        match = (_RESPONSES.c.learner_id == fresh["learner_id"], _RESPONSES.c.activity_id == fresh["activity_id"])
+        if connection.execute(update(_RESPONSES).where(*match).values(**changes)).rowcount == 0:
+            connection.execute(insert(_RESPONSES), fresh)
+        return tuple(connection.execute(select(_RESPONSES.c.done, _RESPONSES.c.shared).where(*match)).one())
+
+    def _put_progress(self, connection, learner_id: int, rule: SessionRule, now: datetime) -> None:
+        """Recount the learner's progress in the rule's session, and their sessions completed and started."""
+        if self._upsert is not None:
+            connection.execute(self._refresh_progress(rule), {"learner": learner_id})
+        else:
+            done_count, completed_at = connection.execute(self._progress_of(rule), {"learner": learner_id}).one()
+            match = (_PROGRESS.c.learner_id == learner_id, _PROGRESS.c.session_id == rule.session_id)
+            connection.execute(delete(_PROGRESS).where(*match))
+            connection.execute(insert(_PROGRESS), dict(learner_id=learner_id, session_id=rule.session_id, done=done_count, completed_at=completed_at))
+        connection.execute(self._learner_state(rule.sessions, one=True), {"learner": learner_id, "at": now})
+
+    @functools.lru_cache(maxsize=None)
+    def _upsert_response(self, changed: tuple[str, ...]):
+        """INSERT a response, or on conflict UPDATE the ``changed`` columns; returns (done, shared).
+
+        Built once per set of columns: building a statement costs more than running it."""
+        statement = self._upsert(ResponseRow.__table__)
+        return statement.on_conflict_do_update(
+            index_elements=["learner_id", "activity_id"], set_={name: statement.excluded[name] for name in changed}
+        ).returning(ResponseRow.__table__.c.done, ResponseRow.__table__.c.shared)
+
+    @staticmethod
+    @functools.lru_cache(maxsize=None)
+    def _progress_of(rule: SessionRule):
+        """One learner's progress in the rule's session, from their responses (parameter ``learner``)."""
+        r = _RESPONSES
+        return select(*_progress_columns(rule.required, (rule.finishing,) if rule.finishing else ())).where(
+            r.c.learner_id == bindparam("learner"), r.c.session_id == rule.session_id
+        )
+
+    @staticmethod
+    @functools.lru_cache(maxsize=None)
+    def _learner_state(sessions: tuple[str, ...], one: bool):
+        """Set learners' sessions completed and started from their progress.
+
+        ``one``: only learner ``learner``, who was active ``at`` (a save: one statement
+        for both); otherwise everyone, last active untouched (a rebuild)."""
+        p = _PROGRESS
+        mine = and_(p.c.learner_id == _LEARNERS.c.id, p.c.session_id.in_(sessions))
+        completed = select(func.count()).where(mine, p.c.completed_at.is_not(None)).scalar_subquery()
+        started = exists().where(mine, or_(p.c.completed_at.is_not(None), p.c.done > 0))
+        statement = update(_LEARNERS).values(sessions_completed=completed, started=started)
+        if not one:
+            return statement
+        return statement.where(_LEARNERS.c.id == bindparam("learner")).values(last_active=bindparam("at"))
+
+    @functools.lru_cache(maxsize=None)
+    def _refresh_progress(self, rule: SessionRule):
+        """Recompute one learner's progress in the rule's session and store it (parameter ``learner``): one statement."""
+        statement = self._upsert(_PROGRESS).from_select(
+            ["learner_id", "session_id", "done", "completed_at"],
+            select(bindparam("learner", type_=Integer), literal(rule.session_id, String), *self._progress_of(rule).selected_columns)
+            .where(_RESPONSES.c.learner_id == bindparam("learner"), _RESPONSES.c.session_id == rule.session_id),
+        )
+        return statement.on_conflict_do_update(
+            index_elements=["learner_id", "session_id"],
+            set_={"done": statement.excluded.done, "completed_at": statement.excluded.completed_at},
+        )
+
+    def record(self, username: str, session_id: str, activity_id: str, verb: str, value: Any = None) -> None:
+        """Append an event that changes no response (a page opened, a feedback form sent)."""
+        _check_size(value)
+        with self.session() as db:
+            learner_id = self._learner_id(db, username)
+            now = utcnow()
+            db.execute(_TOUCH_LEARNER, {"learner": learner_id, "at": now})
+            self._append_event(db, learner_id, session_id, activity_id, verb, value, now)
+        self._known(username, learner_id)
+
+    @staticmethod
+    def _append_event(db, learner_id: int, session_id: str, activity_id: str, verb: str, value: Any, at: datetime) -> None:
+        db.execute(
+            _EVENT_INSERT,
+            dict(learner_id=learner_id, session_id=session_id, activity_id=activity_id, verb=verb, value=value, at=at),
+        )
+
+    # Feedback -------------------------------------------------------------
+
+    def add_feedback(self, username: str, activity_id: str, author: str, text: str, max_chars: int = 10_000) -> Feedback:
+        """Feedback from a facilitator on a reflection the learner shared (and only then)."""
+        if not text.strip():
+            raise StoreError("The feedback is empty; write something before sending it.")
+        if len(text) > max_chars:
+            raise StoreError(f"The feedback has {len(text):,} characters; the limit is {max_chars:,}. Shorten it.")
+        with self.session() as db:
+            row = db.scalar(
+                select(ResponseRow)
+                .join(LearnerRow, LearnerRow.id == ResponseRow.learner_id)
+                .where(LearnerRow.username == username, ResponseRow.activity_id == activity_id)
+            )
+            if row is None or not row.shared:
+                raise StoreError(f"{username} has not shared '{activity_id}', so it cannot take feedback; nothing was saved.")
+            now = utcnow()
+            db.add(FeedbackRow(learner_id=row.learner_id, activity_id=activity_id, author=author, text=text, at=now))
+            return Feedback(author, text, now)
+
+    # Progress kept -------------------------------------------------------
+
+    def rebuild_progress(self, rules: tuple[SessionRule, ...]) -> None:
+        """Recompute every learner's progress from the responses under ``rules``, in one statement.
+
+        Seconds for a hundred thousand learners; saves wait for it (SQLite's write
+        lock, PostgreSQL's table lock) rather than write progress it would miss."""
+        required = [a for rule in rules for a in rule.required]
+        finishing = [rule.finishing for rule in rules if rule.finishing]
+        with self.session() as db:
+            if self.engine.dialect.name == "postgresql":
+                db.execute(text("LOCK TABLE progress IN EXCLUSIVE MODE"))
+            db.execute(delete(_PROGRESS))
+            r = _RESPONSES
+            summary = (
+                select(r.c.learner_id, r.c.session_id, *_progress_columns(required, finishing))
+                .where(r.c.session_id.in_([rule.session_id for rule in rules]))
+                .group_by(r.c.learner_id, r.c.session_id)
+            )
+            db.execute(insert(_PROGRESS).from_select(["learner_id", "session_id", "done", "completed_at"], summary))
+            db.execute(self._learner_state(tuple(rule.session_id for rule in rules), one=False))
+            db.execute(_FORGET_ANY_RULE)
+            db.execute(insert(_META).values(key=PROGRESS_RULE, value=rules[0].version if rules else ""))
+
+    def bulk_save(self, saves: list[dict]) -> int:
+        """Many saves in one transaction, each at its own time (seeding a cohort, importing history).
+
+        Each item has the arguments of :meth:`save` (``username, session_id,
+        activity_id, verb, value``, optional ``done``, ``shared``) and optionally
+        ``at`` (an aware datetime; default now) and ``event_only`` (True: an event
+        that changes no response, as :meth:`record`). The same rules hold: every
+        item is an event, the latest by time is the response, ``done`` and
+        ``shared`` keep their values when not given. Returns the number of events added."""
+        now = utcnow()
+        items = sorted(saves, key=lambda item: _aware(item.get("at") or now))
+        for item in items:
+            _check_size(item.get("value"))
+        names = sorted({item["username"] for item in items})
+        with self.session() as db:
+            ids: dict[str, int] = {}
+            for start in range(0, len(names), 500):
+                chunk = names[start : start + 500]
+                ids.update(db.execute(select(LearnerRow.username, LearnerRow.id).where(LearnerRow.username.in_(chunk))).all())
+            missing = [name for name in names if name not in ids]
+            if missing:
+                db.execute(
+                    insert(LearnerRow),
+                    [dict(username=n, name="", email="", cohort="", department="", extra={}, created_at=now) for n in missing],
+                )
+                for start in range(0, len(missing), 500):
+                    chunk = missing[start : start + 500]
+                    ids.update(db.execute(select(LearnerRow.username, LearnerRow.id).where(LearnerRow.username.in_(chunk))).all())
+            if not items:
+                return 0
+            db.execute(
+                insert(EventRow),
+                [
+                    dict(
+                        learner_id=ids[i["username"]], session_id=i["session_id"], activity_id=i["activity_id"],
+                        verb=i["verb"], value=i.get("value"), at=_aware(i.get("at") or now),
+                    )
+                    for i in items
+                ],
+            )
+            learner_ids = sorted(set(ids[name] for name in names))
+            existing: dict[tuple[int, str], ResponseRow] = {}
+            for start in range(0, len(learner_ids), 500):
+                chunk = learner_ids[start : start + 500]
+                for row in db.scalars(select(ResponseRow).where(ResponseRow.learner_id.in_(chunk))):
+                    existing[(row.learner_id, row.activity_id)] = row
+            new: dict[tuple[int, str], dict] = {}
+            for item in items:
+                if item.get("event_only"):
+                    continue
+                key = (ids[item["username"]], item["activity_id"])
+                state = existing.get(key)
+                if state is None:
+                    state = new.setdefault(
+                        key,
+                        dict(learner_id=key[0], session_id=item["session_id"], activity_id=key[1], done=False, shared=False),
+                    )
+                    target = state.__setitem__
+                elif _aware(state.updated_at) > _aware(item.get("at") or now):
+                    continue  # older than what is saved: an event, not the latest response
+                else:
+                    target = lambda name, value, row=state: setattr(row, name, value)  # noqa: E731
+                target("value", item.get("value"))
+                target("updated_at", _aware(item.get("at") or now))
+                if item.get("done") is not None:
+                    target("done", bool(item["done"]))
+                if item.get("shared") is not None:
+                    target("shared", bool(item["shared"]))
+            if new:
+                db.execute(insert(ResponseRow), list(new.values()))
+            latest: dict[int, datetime] = {}
+            for item in items:
+                learner_id, at = ids[item["username"]], _aware(item.get("at") or now)
+                latest[learner_id] = max(at, latest.get(learner_id, at))
+            current = dict(db.execute(select(_LEARNERS.c.id, _LEARNERS.c.last_active).where(_LEARNERS.c.id.in_(list(latest)))).all())
+            touched = [{"learner": i, "at": at} for i, at in latest.items() if current.get(i) is None or _aware(current[i]) < at]
+            if touched:
+                db.execute(_TOUCH_LEARNER, touched)
+            db.execute(_FORGET_ANY_RULE)
+        return len(items)
