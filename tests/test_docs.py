@@ -78,3 +78,28 @@ def test_the_performance_section_gives_the_benchmark_command_and_its_table():
     assert "BENCH-TABLE" not in section, "the table of a real run, not the placeholder"
     shown = subprocess.run([sys.executable, "tests/bench/run.py", "--help"], cwd=REPO, capture_output=True, text=True)
     assert shown.returncode == 0 and "--quick" in shown.stdout
+
+
+def test_the_addresses_in_the_readme_are_the_ones_the_commands_give(tmp_path, monkeypatch):
+    from companion import canvas, identity, server
+    from companion.dashboard import facilitator_link
+    from companion.settings import load_settings
+
+    settings = load_settings(REPO)
+    base = "https://companion.example.org"
+    # The Canvas table's page form, and its example.
+    example = re.search(r"`page` \| `https://server/session/<n>`, e\.g\. `([^`]+)`", README)
+    assert example, "the Canvas table gives the page form and an example"
+    assert example.group(1) == canvas.session_url(settings.session("s2"), base)
+    # A learner's personal link, as `companion links` makes it.
+    assert "`https://server/?learner=<token>`" in README
+    link = identity.personal_link(base, server.HOME_PAGE, "ana", b"k" * 32, 1)
+    assert link.startswith(f"{base}/?learner=")
+    # The facilitator's link, as `companion dashboard` prints it.
+    monkeypatch.setenv("COMPANION_HOME", str(tmp_path))
+    printed = re.search(r"It prints `(https://companion\.example\.org/[^`?]*)\?facilitator=<key>`", README)
+    assert printed, "the facilitator section shows the dashboard's address"
+    assert facilitator_link(load_settings(REPO), base, "lee").startswith(printed.group(1) + "?facilitator=")
+    # The README no longer sends anyone to the old addresses of the home page or the dashboard.
+    old = [line for line in README.splitlines() if "voila/render/home.ipynb" in line or "voila/render/dashboard.ipynb" in line]
+    assert old == []
