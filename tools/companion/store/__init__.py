@@ -33,15 +33,17 @@ from .database import READ_ONLY, Database
 from .reads import Reads
 from .saves import Saves
 from .schema import (
-    CONFLICTED, HEAD_REVISION, MAX_VALUE_BYTES, PROGRESS_RULE, RULE_CHECK_SECONDS, UNCHECKED, Base, Event, EventRow,
-    Feedback, FeedbackRow, Learner, LearnerRow, MetaRow, ProgressRow, ProgressSummary, Response, ResponseRow, utcnow,
+    CONFLICTED, HEAD_REVISION, MAX_VALUE_BYTES, PROGRESS_RULE, RULE_CHECK_SECONDS, UNCHECKED, Base, CompletionRule,
+    Event, EventRow, Feedback, FeedbackRow, Learner, LearnerRow, MetaRow, ProgressRow, ProgressSummary, Response,
+    ResponseRow, utcnow,
 )
 
 # What other modules import from companion.store: the store, what it returns, its tables and its limits.
 __all__ = [
     "CONFLICTED", "HEAD_REVISION", "MAX_VALUE_BYTES", "PROGRESS_RULE", "READ_ONLY", "RULE_CHECK_SECONDS", "UNCHECKED",
-    "Base", "Database", "Event", "EventRow", "Feedback", "FeedbackRow", "Learner", "LearnerRow", "MetaRow", "ProgressRow",
-    "ProgressSummary", "Reads", "Response", "ResponseRow", "Saves", "Store", "open_store", "utcnow",
+    "Base", "CompletionRule", "Database", "Event", "EventRow", "Feedback", "FeedbackRow", "Learner", "LearnerRow",
+    "MetaRow", "ProgressRow", "ProgressSummary", "Reads", "Response", "ResponseRow", "Saves", "Store", "open_store",
+    "utcnow",
 ]
 
 

@@ -16,7 +16,7 @@ import functools
 import json
 import time
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from sqlalchemy import Integer, String, and_, bindparam, delete, exists, func, insert, literal, or_, select, text, update
 from sqlalchemy.engine import Connection
@@ -40,6 +40,7 @@ from .schema import (
     PROGRESS_RULE,
     RULE_CHECK_SECONDS,
     UNCHECKED,
+    CompletionRule,
     EventRow,
     Feedback,
     FeedbackRow,
@@ -50,9 +51,6 @@ from .schema import (
     _progress_columns,
     utcnow,
 )
-
-if TYPE_CHECKING:
-    from ..progress import SessionRule
 
 
 def _check_size(value: Any) -> None:
@@ -123,7 +121,7 @@ class Saves(Database):
         *,
         done: bool | None = None,
         shared: bool | None = None,
-        rule: SessionRule | None = None,
+        rule: CompletionRule | None = None,
         expected: Any = UNCHECKED,
     ) -> Response:
         """Append an event and make ``value`` the latest response, in one transaction.
@@ -187,7 +185,7 @@ class Saves(Database):
             connection.execute(insert(_RESPONSES), fresh)
         return tuple(connection.execute(select(_RESPONSES.c.done, _RESPONSES.c.shared).where(*match)).one())
 
-    def _put_progress(self, connection, learner_id: int, rule: SessionRule, now: datetime) -> None:
+    def _put_progress(self, connection, learner_id: int, rule: CompletionRule, now: datetime) -> None:
         """Recount the learner's progress in the rule's session, and their sessions completed and started."""
         if self._upsert is not None:
             connection.execute(self._refresh_progress(rule), {"learner": learner_id})
@@ -210,7 +208,7 @@ class Saves(Database):
 
     @staticmethod
     @functools.lru_cache(maxsize=None)
-    def _progress_of(rule: SessionRule):
+    def _progress_of(rule: CompletionRule):
         """One learner's progress in the rule's session, from their responses (parameter ``learner``)."""
         r = _RESPONSES
         return select(*_progress_columns(rule.required, (rule.finishing,) if rule.finishing else ())).where(
@@ -234,7 +232,7 @@ class Saves(Database):
         return statement.where(_LEARNERS.c.id == bindparam("learner")).values(last_active=bindparam("at"))
 
     @functools.lru_cache(maxsize=None)
-    def _refresh_progress(self, rule: SessionRule):
+    def _refresh_progress(self, rule: CompletionRule):
         """Recompute one learner's progress in the rule's session and store it (parameter ``learner``): one statement."""
         statement = self._upsert(_PROGRESS).from_select(
             ["learner_id", "session_id", "done", "completed_at"],
@@ -285,7 +283,7 @@ class Saves(Database):
 
     # Progress kept -------------------------------------------------------
 
-    def rebuild_progress(self, rules: tuple[SessionRule, ...]) -> None:
+    def rebuild_progress(self, rules: tuple[CompletionRule, ...]) -> None:
         """Recompute every learner's progress from the responses under ``rules``, in one statement.
 
         Seconds for a hundred thousand learners; saves wait for it (SQLite's write

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import (
     JSON,
@@ -198,6 +198,29 @@ class Event:
     value: Any
     at: datetime
     id: int
+
+
+class CompletionRule(Protocol):
+    """What a save and a rebuild read of a session's completion rule (companion.progress.SessionRule).
+
+    Described here so that the store depends on nothing in companion.progress,
+    which is built on the store. A rule must be hashable: the statements built
+    from it are kept by rule."""
+
+    @property
+    def session_id(self) -> str: ...
+
+    @property
+    def required(self) -> tuple[str, ...]: ...  # the activities that must be done
+
+    @property
+    def finishing(self) -> str | None: ...  # the activity that marks the session complete
+
+    @property
+    def sessions(self) -> tuple[str, ...]: ...  # every session of the course, in order
+
+    @property
+    def version(self) -> str: ...  # names the whole course's rules
 
 
 def _aware(moment: datetime) -> datetime:
