@@ -5,6 +5,7 @@ from __future__ import annotations
 import multiprocessing
 import subprocess
 import sys
+from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -68,6 +69,52 @@ def test_what_a_save_returns_is_what_is_stored(tmp_path, upsert):
     assert sorted(kept.session_counts) == [("", "s1", 1, 1)], "ben complete, ana in progress"
     store.rebuild_progress((rule,))
     assert store.progress_summary(["s1"], datetime.now(timezone.utc), listed=None).session_counts == kept.session_counts
+
+
+def test_a_save_that_expects_what_is_stored_replaces_it(store_url):
+    store = open_store(store_url)
+    store.save("ana", "s1", "s1-why", "responded", {"text": "one"})
+    saved = store.save("ana", "s1", "s1-why", "responded", {"text": "two"}, expected={"text": "one"})
+    assert saved.conflict is False
+    assert store.response("ana", "s1-why").value == {"text": "two"}
+    assert [(e.verb, e.value["text"]) for e in store.events("ana")] == [("responded", "one"), ("responded", "two")]
+
+
+def test_a_save_from_a_page_that_is_behind_replaces_nothing_and_keeps_both_versions(store_url):
+    store = open_store(store_url)
+    store.save("ana", "s1", "s1-why", "responded", {"text": "one"}, done=True, shared=True)
+    # Two tabs read "one"; the first saves "two", then the second, still on "one", saves "three".
+    store.save("ana", "s1", "s1-why", "responded", {"text": "two"}, expected={"text": "one"})
+    refused = store.save("ana", "s1", "s1-why", "responded", {"text": "three"}, done=False, shared=False, expected={"text": "one"})
+    assert refused.conflict is True
+    assert (refused.value, refused.done, refused.shared) == ({"text": "two"}, True, True), "the stored response comes back"
+    stored = store.response("ana", "s1-why")
+    assert stored == replace(refused, conflict=False), "nothing was replaced"
+    assert [(e.verb, e.value["text"]) for e in store.events("ana")] == [
+        ("responded", "one"), ("responded", "two"), ("conflicted", "three")
+    ], "the event log holds both versions"
+
+
+def test_a_save_of_the_value_already_stored_is_not_a_conflict(store_url):
+    store = open_store(store_url)
+    store.save("ana", "s1", "s1-why", "responded", {"text": "one"})
+    store.save("ana", "s1", "s1-why", "responded", {"text": "two"}, expected={"text": "one"})
+    same = store.save("ana", "s1", "s1-why", "responded", {"text": "two"}, done=True, expected={"text": "one"})
+    assert same.conflict is False
+    assert (same.value, same.done) == ({"text": "two"}, True)
+    assert [e.verb for e in store.events("ana")] == ["responded"] * 3
+
+
+def test_a_save_expecting_nothing_saves_when_nothing_is_stored(store_url):
+    store = open_store(store_url)
+    first = store.save("ana", "s1", "s1-why", "responded", {"text": "one"}, expected=None)
+    assert first.conflict is False
+    assert store.response("ana", "s1-why").value == {"text": "one"}
+    # Another page that also found nothing, saving after it, is behind.
+    late = store.save("ana", "s1", "s1-why", "responded", {"text": "other"}, expected=None)
+    assert (late.conflict, late.value) == (True, {"text": "one"})
+    assert store.response("ana", "s1-why").value == {"text": "one"}
+    assert [e.verb for e in store.events("ana")] == ["responded", "conflicted"]
 
 
 def test_learners_never_see_each_others_responses(store_url):
