@@ -26,6 +26,7 @@ import pytest
 from companion import identity
 from companion.settings import load_settings
 from conftest import REPO, SCREENSHOTS, Server, open_session
+from test_browser_sessions import serious_violations
 
 pytestmark = pytest.mark.browser
 
@@ -161,12 +162,13 @@ def server(tmp_path_factory):
 
 
 def page_url(server: Server, name: str) -> str:
+    """The friendly address a person opens: ``/``, ``/session/<n>``, ``/dashboard``."""
     if name == "home":
-        return server.url + "/voila/render/home.ipynb"
+        return server.url + "/"
     if name == "dashboard":
         key = identity.sign(FACILITATOR, identity.server_secret(server.home), purpose="facilitator")
-        return server.page("dashboard.ipynb", "facilitator=" + key)
-    return server.page(SESSIONS[int(name.split("-")[1]) - 1].page)
+        return f"{server.url}/dashboard?facilitator={key}"
+    return f"{server.url}/session/{name.split('-')[1]}"
 
 
 def open_page(page, server: Server, name: str) -> None:
@@ -206,6 +208,7 @@ def test_page_reads_whole_and_fits_the_screen(server, chromium, tmp_path_factory
         cut = page.evaluate(CUT_OFF)
         width = page.evaluate(TOO_WIDE)
         small = page.evaluate(SMALL_TYPE)
+        violations = serious_violations(page)
         folder = screenshot_folder(tmp_path_factory)
         screenshot(page, folder / f"{size}-{name}.png")
         request.config.stash[SCREENSHOTS] = folder
@@ -214,4 +217,5 @@ def test_page_reads_whole_and_fits_the_screen(server, chromium, tmp_path_factory
     assert cut == [], f"{name} at {size}: text cut off or under its control:\n" + "\n".join(cut)
     assert width["wider"] <= 0, f"{name} at {size}: the page is {width['wider']} px wider than the screen: " + ", ".join(width["culprits"])
     assert small == [], f"{name} at {size}: type smaller than 16 px or a monospace text box:\n" + "\n".join(small)
+    assert violations == [], f"{name} at {size}: axe-core found serious or critical problems: {violations}"
 

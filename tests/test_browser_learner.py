@@ -65,7 +65,7 @@ def test_a_learner_works_through_a_session_and_finds_everything_after_a_reload(s
         what="the autosave of the reflection",
     )
     why_status = page.locator(".companion-activity", has=page.get_by_label("What is your why for leading with racial equity?")).locator(".companion-status")
-    assert why_status.inner_text().startswith("Saved at")
+    wait_until(lambda: why_status.inner_text().startswith("Saved at"), timeout=10, what="the status to say it saved")
     # The other reflection, saved with the button.
     private = page.get_by_label("What would you rather keep to yourself?")
     private.fill("Only for me.")
