@@ -110,6 +110,12 @@ class Server:
         self.log.flush()
         return Path(self.log.name).read_text(errors="replace")
 
+    def store(self):
+        """The server's own store (SQLite in its data home), opened as the tests' side of it."""
+        from companion.store import open_store
+
+        return open_store(f"sqlite:///{self.home / 'companion.db'}")
+
     def page(self, name: str, query: str = "") -> str:
         return f"{self.url}/voila/render/{name}" + (f"?{query}" if query else "")
 

@@ -6,8 +6,6 @@ import re
 
 import pytest
 
-from companion.settings import load_settings
-from companion.store import open_store
 from conftest import Server, open_session, wait_until
 
 pytestmark = pytest.mark.browser
@@ -20,9 +18,6 @@ def server(module_course):
     server.stop()
 
 
-def store_of(server):
-    return open_store(load_settings(server.root).db_url)
-
 
 @pytest.fixture
 def pacific_page(chromium):
@@ -34,7 +29,7 @@ def pacific_page(chromium):
 
 
 def test_the_page_names_the_learner_as_the_roster_does(server, page):
-    store_of(server).upsert_learners([{"username": "ana", "name": "Ana Lopez", "email": "", "cohort": "", "department": "", "extra": {}}])
+    server.store().upsert_learners([{"username": "ana", "name": "Ana Lopez", "email": "", "cohort": "", "department": "", "extra": {}}])
     open_session(page, server.page("02-short.ipynb"))
     assert "Signed in as Ana Lopez." in page.inner_text(".companion-workbook")
 
@@ -66,7 +61,7 @@ def test_save_times_are_shown_in_the_learners_own_time_zone(server, pacific_page
 
 
 def test_after_completing_a_session_the_page_links_to_the_next_and_keeps_the_answers_as_given(server, page):
-    store = store_of(server)
+    store = server.store()
     for activity, value in (
         ("s1-end", {"selected": ["A balanced budget"], "correct": False}),
         ("s1-levels", {"placements": ["Internalized"] * 3, "score": 1, "total": 3}),

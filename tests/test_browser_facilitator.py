@@ -8,7 +8,6 @@ from axe_playwright_python.sync_playwright import Axe
 
 from companion.identity import server_secret, sign
 from companion.settings import load_settings
-from companion.store import open_store
 from conftest import Server, open_session, wait_until
 
 pytestmark = pytest.mark.browser
@@ -23,9 +22,6 @@ def server(module_course):
     yield server
     server.stop()
 
-
-def store_of(server):
-    return open_store(load_settings(server.root).db_url)
 
 
 def learner_link(server, username):
@@ -43,7 +39,7 @@ def open_dashboard(page, url):
 
 
 def test_shared_text_only_then_feedback_the_learner_sees_after_a_reload(server, page):
-    store = store_of(server)
+    store = server.store()
     store.upsert_learners([{"username": "bea", "name": "Bea Ortiz", "email": "bea@psesd.example.org", "cohort": "Winter 2021", "department": "HR", "extra": {}}])
 
     # The learner shares one reflection and keeps another private.
@@ -89,7 +85,7 @@ def test_shared_text_only_then_feedback_the_learner_sees_after_a_reload(server, 
 
 
 def test_the_dashboard_passes_axe_and_shows_the_chart_as_text(server, page):
-    store_of(server).save("cy", "s2", "s2-note", "responded", {"text": "Cy's note"}, done=True)
+    server.store().save("cy", "s2", "s2-note", "responded", {"text": "Cy's note"}, done=True)
     open_dashboard(page, server.page("dashboard.ipynb", facilitator_key(server, "lee")))
     chart = page.locator("table.companion-chart")
     chart.wait_for()

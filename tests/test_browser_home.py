@@ -14,7 +14,8 @@ from datetime import datetime
 import pytest
 
 from companion import landing
-from companion.identity import server_secret, sign
+from companion.activities import signed_in_html
+from companion.identity import Identity, server_secret, sign
 from companion.settings import load_settings
 from companion.store import open_store
 from conftest import Server, open_session, wait_until
@@ -32,9 +33,6 @@ def server(module_course):
     yield server
     server.stop()
 
-
-def store_of(server):
-    return open_store(load_settings(server.root).db_url)
 
 
 def token(server, username, purpose="learner"):
@@ -63,7 +61,7 @@ def test_a_session_opens_at_its_number_with_the_learners_token_kept(server, page
 
     page.get_by_label("One thing you noticed this week.").fill("Cy's words, saved from /session/2")
     page.get_by_role("button", name="Save").click()
-    store = store_of(server)
+    store = server.store()
     wait_until(lambda: store.response("cy", "s2-note"), what="Cy's save")
     assert store.response("cy", "s2-note").value == {"text": "Cy's words, saved from /session/2"}
     assert store.response("should-not-be-used", "s2-note") is None
@@ -112,7 +110,7 @@ def test_an_unknown_session_says_which_sessions_exist_and_links_home(server, pag
 
 
 def test_the_continue_link_leads_to_the_first_unfinished_session_and_moves_on(server, page):
-    store = store_of(server)
+    store = server.store()
     link = token(server, "eli")
     home = f"{server.url}/?learner={link}"
 
@@ -150,7 +148,7 @@ def test_the_continue_link_leads_to_the_first_unfinished_session_and_moves_on(se
 
 
 def test_the_signed_in_name_is_the_roster_name(server, page):
-    store_of(server).upsert_learners(
+    server.store().upsert_learners(
         [{"username": "fay", "name": "Fay Okafor", "email": "fay@psesd.example.org", "cohort": "Winter", "department": "HR", "extra": {}}]
     )
     open_home(page, f"{server.url}/?learner={token(server, 'fay')}")
@@ -168,13 +166,11 @@ def test_the_dashboard_is_at_its_friendly_path_with_its_title(server, page):
 
 def test_a_system_account_on_ones_own_machine_is_never_shown_as_a_person(course, monkeypatch):
     store = open_store(course.db_url)
-    monkeypatch.setenv("COMPANION_IDENTITY", "local")
-    assert landing.display_name(store, "root") is None
-    assert landing.display_name(store, "ana") == "ana"
+    assert signed_in_html(store, Identity("root", "local")) == "Working on this computer."
+    assert signed_in_html(store, Identity("ana", "local")) == "Signed in as <strong>ana</strong>."
     store.upsert_learners([{"username": "ana", "name": "Ana Ruiz", "email": "", "cohort": "", "department": "", "extra": {}}])
-    assert landing.display_name(store, "ana") == "Ana Ruiz"
-    monkeypatch.setenv("COMPANION_IDENTITY", "link")
-    assert landing.display_name(store, "root") == "root", "a personal link names someone, whatever they are called"
+    assert signed_in_html(store, Identity("ana", "local")) == "Signed in as <strong>Ana Ruiz</strong>."
+    assert signed_in_html(store, Identity("root", "link")) == "Signed in as <strong>root</strong>.", "a personal link names someone, whatever they are called"
 
     monkeypatch.setenv("COMPANION_IDENTITY", "local")
     monkeypatch.setenv("COMPANION_LEARNER", "root")

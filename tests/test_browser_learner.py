@@ -11,8 +11,6 @@ from pathlib import Path
 import pytest
 
 from companion.server import PAGE_EXTENSIONS
-from companion.settings import load_settings
-from companion.store import open_store
 from conftest import Server, open_session, wait_until
 
 pytestmark = pytest.mark.browser
@@ -26,9 +24,6 @@ def server(module_course):
     yield server
     server.stop()
 
-
-def store_of(root):
-    return open_store(load_settings(root).db_url)
 
 
 def test_a_learner_works_through_a_session_and_finds_everything_after_a_reload(server, page):
@@ -59,7 +54,7 @@ def test_a_learner_works_through_a_session_and_finds_everything_after_a_reload(s
     why.click()
     why.press_sequentially("Because every child deserves leaders who see them.", delay=5)
     page.get_by_text("8 words").wait_for()
-    store = store_of(server.root)
+    store = server.store()
     wait_until(
         lambda: store.response("ana", "s1-why") and store.response("ana", "s1-why").value == {"text": "Because every child deserves leaders who see them."},
         what="the autosave of the reflection",
@@ -103,7 +98,7 @@ def test_a_learner_works_through_a_session_and_finds_everything_after_a_reload(s
 
 def test_text_a_learner_writes_is_shown_as_text_never_run(server, page):
     hostile = '<img src=x onerror="document.title=\'pwned\'"><script>document.title="pwned"</script>'
-    store_of(server.root).save("ana", "s2", "s2-note", "responded", {"text": hostile})
+    server.store().save("ana", "s2", "s2-note", "responded", {"text": hostile})
     open_session(page, server.page("02-short.ipynb"))
     box = page.get_by_label("One thing you noticed this week.")
     assert box.input_value() == hostile
@@ -116,11 +111,11 @@ def test_an_overlong_reflection_is_refused_with_a_message_and_the_saved_text_kep
     box = page.get_by_label("One thing you noticed this week.")
     box.fill("short and kept")
     page.get_by_role("button", name="Save").click()
-    wait_until(lambda: store_of(server.root).response("ana", "s2-note").value == {"text": "short and kept"}, what="the save")
+    wait_until(lambda: server.store().response("ana", "s2-note").value == {"text": "short and kept"}, what="the save")
     box.fill("x" * 20_001)
     page.get_by_role("button", name="Save").click()
     page.get_by_text(re.compile("Not saved: this reflection has 20,001 characters; the limit is 20,000")).wait_for()
-    assert store_of(server.root).response("ana", "s2-note").value == {"text": "short and kept"}
+    assert server.store().response("ana", "s2-note").value == {"text": "short and kept"}
 
 
 def kernel_pid(kernel_id: str) -> int:
@@ -140,7 +135,7 @@ def test_a_kernel_dying_loses_nothing_already_autosaved(server, page):
     open_session(page, server.page("02-short.ipynb"))
     box = page.get_by_label("One thing you noticed this week.")
     box.fill("Written just before the kernel died.")
-    store = store_of(server.root)
+    store = server.store()
     wait_until(lambda: store.response("ana", "s2-note").value == {"text": "Written just before the kernel died."}, what="the autosave")
     kernel_id = next(re.search(r"/api/kernels/([0-9a-f-]{36})/channels", url).group(1) for url in sockets if "/channels" in url)
     os.kill(kernel_pid(kernel_id), signal.SIGKILL)
@@ -165,7 +160,7 @@ def test_a_learner_can_write_save_and_share_with_the_keyboard_alone(server, page
     page.keyboard.press("Enter")
     tab_to("e.type === 'checkbox'")
     page.keyboard.press("Space")
-    store = store_of(server.root)
+    store = server.store()
     saved = wait_until(lambda: (r := store.response("ana", "s2-note")).shared and r, what="the shared save")
     assert saved.value == {"text": "Typed without a mouse."}
     assert saved.shared is True
@@ -177,7 +172,7 @@ def test_a_session_page_loads_only_the_widget_managers_extensions_and_nothing_fr
     open_session(page, server.page("02-short.ipynb"))
     page.get_by_label("One thing you noticed this week.").fill("Still works.")
     page.get_by_role("button", name="Save").click()
-    wait_until(lambda: store_of(server.root).response("ana", "s2-note").value == {"text": "Still works."}, what="the save")
+    wait_until(lambda: server.store().response("ana", "s2-note").value == {"text": "Still works."}, what="the save")
     loaded = {re.search(r"/voila/labextensions/(@[^/]+/[^/]+|[^/]+)/", url).group(1) for url in fetched if "/voila/labextensions/" in url}
     assert loaded == set(PAGE_EXTENSIONS), "nbgrader's, Notebook's and pygments' extensions are not fetched"
     elsewhere = [url for url in fetched if not url.startswith((server.url, "data:"))]

@@ -14,8 +14,6 @@ import signal
 
 import pytest
 
-from companion.settings import load_settings
-from companion.store import open_store
 from conftest import Server, open_session, wait_until
 from test_browser_learner import kernel_pid
 
@@ -32,9 +30,6 @@ def server(module_course):
     yield server
     server.stop()
 
-
-def store_of(server):
-    return open_store(load_settings(server.root).db_url)
 
 
 def text_of(store, username: str = "ana", activity: str = "s2-note") -> str | None:
@@ -55,7 +50,7 @@ def test_text_the_server_confirmed_is_not_kept_in_the_browser_whatever_its_chara
     open_session(page, server.page(PAGE))
     box = page.get_by_label(PROMPT)
     box.fill(words)
-    store = store_of(server)
+    store = server.store()
     wait_until(lambda: text_of(store) == words, what="the autosave")
     # The status's fingerprint of the saved text matches the browser's: nothing stays kept, no banner.
     wait_until(lambda: kept_in_browser(page) == {}, timeout=10, what="the browser to let go of confirmed text")
@@ -69,7 +64,7 @@ def test_a_killed_kernel_shows_the_banner_and_the_text_typed_after_it_is_saved_a
     open_session(page, server.page(PAGE))
     box = page.get_by_label(PROMPT)
     box.fill("Saved before the kernel died.")
-    store = store_of(server)
+    store = server.store()
     wait_until(lambda: text_of(store) == "Saved before the kernel died.", what="the first autosave")
 
     os.kill(kernel_pid(channels_kernel(sockets)), signal.SIGKILL)
@@ -92,7 +87,7 @@ def test_a_killed_kernel_shows_the_banner_and_the_text_typed_after_it_is_saved_a
 def test_a_stopped_server_shows_the_banner_and_once_it_is_back_the_text_is_saved(module_course, tmp_path_factory, page):
     home = tmp_path_factory.mktemp("restarted")
     first = Server(module_course, mode="local", learner="cy", home=home)
-    store = open_store(f"sqlite:///{home / 'companion.db'}")
+    store = first.store()
     try:
         page.on("dialog", lambda dialog: dialog.accept())
         open_session(page, first.page(PAGE))
@@ -139,7 +134,7 @@ def test_reloading_right_after_typing_finds_the_text_and_the_browser_asked_first
     open_session(page, server.page(PAGE))
     assert dialogs == ["beforeunload"], "the browser asks before leaving a page with unsaved text"
     wait_until(lambda: page.get_by_label(PROMPT).input_value() == "Typed a moment before the reload.", timeout=30, what="the text in the reloaded page")
-    wait_until(lambda: text_of(store_of(server)) == "Typed a moment before the reload.", what="the text saved")
+    wait_until(lambda: text_of(server.store()) == "Typed a moment before the reload.", what="the text saved")
 
 
 def test_two_tabs_of_one_session_say_when_they_disagree_and_lose_neither_version(server, chromium):
@@ -149,7 +144,7 @@ def test_two_tabs_of_one_session_say_when_they_disagree_and_lose_neither_version
         for tab in (first, second):
             tab.set_default_timeout(60_000)
             open_session(tab, server.page(PAGE))
-        store = store_of(server)
+        store = server.store()
 
         second.get_by_label(PROMPT).fill("Written in the second tab.")
         wait_until(lambda: text_of(store) == "Written in the second tab.", what="the second tab's save")

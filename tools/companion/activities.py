@@ -78,6 +78,15 @@ def _status(text: str, kind: str = "ok", saved: Mapping[str, str] | None = None,
     )
 
 
+def signed_in_html(store, who: identity.Identity) -> str:
+    """"Signed in as <name>." with the roster's name, or "Working on this computer." for a system account.
+
+    The rule is :func:`companion.identity.display_name`; the home page and every session page say it the same way."""
+    learner = store.learner(who.username)
+    name = identity.display_name(who, learner.name if learner else "")
+    return f"Signed in as <strong>{escape(name)}</strong>." if name else "Working on this computer."
+
+
 def _saved_at(moment: datetime, saved: Mapping[str, str] | None = None) -> str:
     return _status("Saved at ", saved=saved, html=local_time(moment, "time"))
 
@@ -135,12 +144,9 @@ class Workbook(widgets.VBox):
             self.username = who.username
             self.store = store
             self.store.record(self.username, session_id, session_id, "experienced")
-            learner = self.store.learner(self.username)
-            name = identity.display_name(who, learner.name if learner else "")
-            signed_in = f"Signed in as <strong>{escape(name)}</strong>. " if name else "Working on this computer. "
             banner = (
                 f'<div class="companion-page" data-learner="{escape(self.username)}" data-session="{escape(session_id)}">'
-                f'<p class="companion-signed-in">{signed_in}'
+                f'<p class="companion-signed-in">{signed_in_html(store, who)} '
                 "Your work saves as you go. Reflections are private unless you tick "
                 '"Share with my facilitator". '
                 f'<a href="{escape(self.home_link)}">Back to all sessions</a></p></div>'

@@ -16,43 +16,17 @@ learner's own time zone.
 
 from __future__ import annotations
 
-import os
 from html import escape
 
 import ipywidgets as widgets
 
 from . import identity, paths
-from .activities import _query_string, local_time
+from .activities import _query_string, local_time, signed_in_html
 from .catalog import load_catalog
 from .errors import CourseError
 from .progress import COMPLETE, NOT_STARTED, SessionProgress, learner_progress
 from .settings import Session, load_settings
-from .store import Store, open_store
-
-def _mode() -> str:
-    """This kernel's identity mode, as :func:`companion.identity.current` chooses it."""
-    if os.environ.get("JUPYTERHUB_USER"):
-        return "hub"
-    return os.environ.get("COMPANION_IDENTITY", "local")
-
-
-def display_name(store: Store | None, username: str) -> str | None:
-    """The name to show for the signed-in learner, or None for "don't show a name".
-
-    Their name in the roster when it has one; otherwise their username, except
-    on one's own machine (local mode) when that username is a system account
-    such as ``root``: the page then says "Working on this computer" instead.
-    The rule itself is :func:`companion.identity.display_name`; this looks up
-    the roster name in ``store``."""
-    learner = store.learner(username) if store is not None else None
-    return identity.display_name(identity.Identity(username, _mode()), learner.name if learner else "")
-
-
-def signed_in_html(name: str | None) -> str:
-    """"Signed in as <name>." or, with no name to show, "Working on this computer."."""
-    if name is None:
-        return "Working on this computer."
-    return f"Signed in as <strong>{escape(name)}</strong>."
+from .store import open_store
 
 
 def status_html(state: SessionProgress) -> str:
@@ -92,8 +66,8 @@ class Home(widgets.VBox):
             store = open_store(settings.db_url)
             catalog = load_catalog(settings)
             query = _query_string()
-            username = identity.current(settings.home, query).username
-            progress = learner_progress(store, catalog, username)
+            who = identity.current(settings.home, query)
+            progress = learner_progress(store, catalog, who.username)
         except CourseError as error:
             parts.append(f"<p>{escape(settings.description)}</p>")
             parts.append(
@@ -103,7 +77,7 @@ class Home(widgets.VBox):
         else:
             done = sum(p.status == COMPLETE for p in progress)
             parts.append(
-                f'<p class="companion-signed-in">{signed_in_html(display_name(store, username))} '
+                f'<p class="companion-signed-in">{signed_in_html(store, who)} '
                 f"You have completed {done} of {len(progress)} sessions.</p>"
             )
             parts.append(next_step_html(settings.sessions, progress, query))
