@@ -214,7 +214,13 @@
       var entry = pending[storageKey];
       if (saved && (saved === fingerprint(entry.text) || saved === fingerprint(found.box.value))) {
         forget(storageKey);
-      } else if (!found.activity.querySelector(".companion-conflict") && Date.now() - entry.at > UNCONFIRMED_MS) {
+        return;
+      }
+      // The text this page's kernel last read or saved is what the kept text was written over.
+      if (saved && saved !== entry.base && !found.activity.querySelector(".companion-conflict")) {
+        remember(storageKey, { text: entry.text, at: entry.at, base: saved });
+      }
+      if (!found.activity.querySelector(".companion-conflict") && Date.now() - entry.at > UNCONFIRMED_MS) {
         stale = true;
       }
     });
