@@ -287,11 +287,15 @@ class Activity(widgets.VBox):
         if saved.conflict:
             self._ask_which(saved)
             return None
+        self._stored(saved)
+        return saved
+
+    def _stored(self, saved: Response) -> None:
+        """``saved`` is what the store holds now, and what this page's next save is checked against."""
         self._known = saved.value
         self.conflict.children = ()
         self.status.value = _saved_at(saved.updated_at, self._texts(saved.value))
         self.workbook.saved()
-        return saved
 
     # Two versions -------------------------------------------------------------
 
@@ -317,7 +321,7 @@ class Activity(widgets.VBox):
             ),
             buttons,
         )
-        self.status.value = _status("Not saved yet: choose a version below.", "error", saved=self._texts(self._known))
+        self._refuse("Not saved yet: choose a version below.")
 
     def _keep_mine(self, other: Response) -> None:
         self._known = other.value  # this save replaces the version the learner has now seen
@@ -326,11 +330,8 @@ class Activity(widgets.VBox):
 
     def _take_other(self, other: Response) -> None:
         self._cancel_autosave()
-        self._known = other.value
-        self.conflict.children = ()
         self.restore(other)
-        self.status.value = _saved_at(other.updated_at, self._texts(other.value))
-        self.workbook.saved()
+        self._stored(other)
 
 
 class Reflection(Activity):
