@@ -48,7 +48,8 @@ def _base_url() -> str:
     return base if base.endswith("/") else base + "/"
 
 
-def _token_query(query: str | None) -> str:
+def token_query(query: str | None) -> str:
+    """``?learner=<token>`` when the page's ``query`` carries a personal token, else nothing."""
     token = identity.token_from_query(query)
     return f"?{identity.LINK_PARAMETER}={quote(token)}" if token else ""
 
@@ -56,12 +57,12 @@ def _token_query(query: str | None) -> str:
 def home_link(query: str | None = None) -> str:
     """The learner's home page, keeping their personal token from the page's ``query``."""
     if under_hub():
-        return HOME_NOTEBOOK + _token_query(query)
-    return _base_url() + HOME_PATH + _token_query(query)
+        return HOME_NOTEBOOK + token_query(query)
+    return _base_url() + HOME_PATH + token_query(query)
 
 
 def session_link(session: Session, query: str | None = None) -> str:
     """A session's page, keeping the learner's personal token from the page's ``query``."""
     if under_hub():
-        return quote(session.page) + _token_query(query)
-    return _base_url() + session_path(session) + _token_query(query)
+        return quote(session.page) + token_query(query)
+    return _base_url() + session_path(session) + token_query(query)

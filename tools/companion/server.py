@@ -25,11 +25,10 @@ import shutil
 from html import escape
 from pathlib import Path
 from typing import Callable
-from urllib.parse import quote
 
 from tornado import web
 
-from . import identity, paths
+from . import paths
 from .errors import SettingsError
 from .release import is_stale, release, site_dir
 from .settings import COURSE_FILE, Settings, load_settings
@@ -140,8 +139,7 @@ def unknown_session_page(settings: Settings, asked: str, query: str = "", base_u
     """The 404 page for ``/session/<asked>``: which sessions exist, each linked, and the way home.
 
     The links keep the learner's personal token from ``query``."""
-    token = identity.token_from_query(query)
-    suffix = escape(f"?{identity.LINK_PARAMETER}={quote(token)}" if token else "")
+    suffix = escape(paths.token_query(query))
     base = escape(base_url if base_url.endswith("/") else base_url + "/")
     items = "".join(
         f'<li><a href="{base}{paths.session_path(s)}{suffix}">Session {s.number}: {escape(s.title)}</a></li>'
