@@ -23,7 +23,8 @@
   var KERNEL = "Not connected: this page lost its link to your workbook. Your last changes are kept in this browser; reload the page to save them.";
   var STUCK = "Your latest changes could not be saved on this page. Reload the page to save them: they are kept in this browser until then.";
 
-  var state = { learner: null, session: null, restored: false, lost: false, leaving: false, reloading: false, polling: null };
+  // lost: the server or the page's kernel is gone; offered: the banner offers a reload (the page cannot save).
+  var state = { learner: null, session: null, lost: false, offered: false, orphaned: false, leaving: false, reloading: false, polling: null };
   var pending = {};  // storage key -> {text, at, base}
 
   // Loading screen ------------------------------------------------------------------------------
@@ -52,21 +53,11 @@
     }
     return null;
   }
-  function activityOf(element) {
-    var node = element;
-    while (node && node !== document.body) {
-      var id = classValue(node, "companion-a-");
-      if (id) { return { id: id, element: node }; }
-      node = node.parentElement;
-    }
-    return null;
-  }
-  function fieldOf(textarea) {
-    var node = textarea;
-    while (node && node !== document.body) {
-      var field = classValue(node, "companion-field-");
-      if (field) { return field; }
-      node = node.parentElement;
+  // The nearest element around ``element`` marked with a class ``<prefix><value>``: {value, element}.
+  function marked(element, prefix) {
+    for (var node = element; node && node !== document.body; node = node.parentElement) {
+      var value = classValue(node, prefix);
+      if (value) { return { value: value, element: node }; }
     }
     return null;
   }
@@ -135,6 +126,14 @@
   function quiet() {
     var element = document.getElementById("companion-connection");
     if (element) { element.hidden = true; }
+    state.offered = false;
+  }
+  function offerReload(message) {
+    state.offered = true;
+    say(message, true);
+  }
+  function poll() {
+    if (!state.polling) { state.polling = setInterval(probe, 3000); }
   }
 
   // The connection -------------------------------------------------------------------------------
@@ -143,15 +142,15 @@
     if (state.leaving || state.lost) { return; }
     state.lost = true;
     say(OFFLINE, false);
-    if (!state.polling) { state.polling = setInterval(probe, 3000); }
+    poll();
   }
   // The page's kernel died (the server said so): its widgets cannot save any more, so only a reload helps.
   function orphaned() {
     if (state.leaving) { return; }
-    state.lost = true;
+    state.lost = state.orphaned = true;
     clearInterval(state.polling);
     state.polling = null;
-    say(KERNEL, true);
+    offerReload(KERNEL);
   }
   function probe() {
     var base = (document.body && document.body.getAttribute("data-base-url")) || "/voila/";
@@ -159,9 +158,7 @@
       if (answer.ok) {
         clearInterval(state.polling);
         state.polling = null;
-        if (!document.getElementById("companion-connection").querySelector(".companion-banner-text").textContent.startsWith("Not connected: this page")) {
-          say(state.lost ? BACK : STUCK, true);
-        }
+        if (!state.orphaned) { offerReload(state.lost ? BACK : STUCK); }
       }
     }).catch(function () { /* still away */ });
   }
@@ -193,10 +190,11 @@
   document.addEventListener("input", function (event) {
     var box = event.target;
     if (!state.learner || !box || box.tagName !== "TEXTAREA") { return; }
-    var activity = activityOf(box);
-    var field = fieldOf(box);
-    if (!activity || !field) { return; }
-    var storageKey = key(activity.id, field);
+    var activity = marked(box, "companion-a-");
+    var mark = marked(box, "companion-field-");
+    if (!activity || !mark) { return; }
+    var field = mark.value;
+    var storageKey = key(activity.value, field);
     var marks = savedMarks(activity.element) || {};
     var base = pending[storageKey] ? pending[storageKey].base : (marks[field] || fingerprint(""));
     remember(storageKey, { text: box.value, at: Date.now(), base: base });
@@ -226,10 +224,8 @@
     });
     if (state.lost) { return; }
     if (!stale) { quiet(); return; }
-    var element = document.getElementById("companion-connection");
-    var shown = element && !element.hidden && element.querySelector(".companion-banner-text").textContent;
-    if (shown !== STUCK) { say(UNSAVED, false); }
-    if (!state.polling) { state.polling = setInterval(probe, 3000); }
+    if (!state.offered) { say(UNSAVED, false); }
+    poll();
   }
 
   // Opening the page again: text kept here goes back in its box ----------------------------------
