@@ -140,6 +140,18 @@ def module_course(tmp_path_factory):
     return make_course(tmp_path_factory.mktemp("served") / "course")
 
 
+@pytest.fixture(scope="module")
+def server(request, module_course):
+    """One ``companion serve`` of the fixture course per test module.
+
+    In the mode the module names in ``SERVER_MODE`` (default ``"local"``, where
+    the learner is ana); in ``"link"`` mode every learner needs a signed link."""
+    mode = getattr(request.module, "SERVER_MODE", "local")
+    server = Server(module_course, mode=mode, learner="ana" if mode == "local" else "should-not-be-used")
+    yield server
+    server.stop()
+
+
 @pytest.fixture(scope="session")
 def chromium():
     """Debian's Chromium, driven by Playwright; missing, it fails with what to install."""

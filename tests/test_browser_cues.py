@@ -11,13 +11,6 @@ from conftest import Server, open_session, wait_until
 pytestmark = pytest.mark.browser
 
 
-@pytest.fixture(scope="module")
-def server(module_course):
-    server = Server(module_course, mode="local", learner="ana")
-    yield server
-    server.stop()
-
-
 
 @pytest.fixture
 def pacific_page(chromium):

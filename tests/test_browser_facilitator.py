@@ -8,7 +8,7 @@ from axe_playwright_python.sync_playwright import Axe
 
 from companion.identity import server_secret, sign
 from companion.settings import load_settings
-from conftest import Server, open_session, wait_until
+from conftest import open_session, wait_until
 
 pytestmark = pytest.mark.browser
 
@@ -16,11 +16,7 @@ SHARED = "Shared: every child deserves leaders who see them. <img src=x onerror=
 PRIVATE = "PRIVATE: only for me."
 
 
-@pytest.fixture(scope="module")
-def server(module_course):
-    server = Server(module_course, mode="link", learner="should-not-be-used")
-    yield server
-    server.stop()
+SERVER_MODE = "link"  # the conftest server: every learner needs a signed link
 
 
 

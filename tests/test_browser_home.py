@@ -18,7 +18,7 @@ from companion.activities import signed_in_html
 from companion.identity import Identity, server_secret, sign
 from companion.settings import load_settings
 from companion.store import open_store
-from conftest import Server, open_session, wait_until
+from conftest import open_session, wait_until
 
 pytestmark = pytest.mark.browser
 
@@ -27,11 +27,7 @@ S1_TITLE = "A session with every kind of activity"
 S2_TITLE = "A short second session"
 
 
-@pytest.fixture(scope="module")
-def server(module_course):
-    server = Server(module_course, mode="link", learner="should-not-be-used")
-    yield server
-    server.stop()
+SERVER_MODE = "link"  # the conftest server: every learner needs a signed link
 
 
 

@@ -35,11 +35,9 @@ VIEWPORTS = {"1280x900": {"width": 1280, "height": 900}, "390x844": {"width": 39
 PAGES = ["home"] + [f"session-{s.number}" for s in SESSIONS] + ["dashboard"]
 FACILITATOR = "lee"
 
-# Text that the page's own boxes cut off: an element with text of its own, larger than its
-# box where overflow hides or clips it; a prompt under the control it names; a control past its card.
-CUT_OFF = """() => {
-  const shown = el => {
-    if (el.closest('#loading, .voila-spinner, .jp-OutputArea-stderr')) return false;
+# Shared by the checks below: whether an element is drawn at all, and the text it holds itself.
+SEEN = """
+  const visible = el => {
     for (let e = el; e; e = e.parentElement) {
       const s = getComputedStyle(e);
       if (s.display === 'none' || s.visibility === 'hidden') return false;
@@ -48,6 +46,12 @@ CUT_OFF = """() => {
     return r.width > 0 && r.height > 0;
   };
   const ownText = el => Array.from(el.childNodes).filter(n => n.nodeType === 3).map(n => n.textContent).join('').trim();
+"""
+
+# Text that the page's own boxes cut off: an element with text of its own, larger than its
+# box where overflow hides or clips it; a prompt under the control it names; a control past its card.
+CUT_OFF = """() => {""" + SEEN + """
+  const shown = el => !el.closest('#loading, .voila-spinner, .jp-OutputArea-stderr') && visible(el);
   const describe = el => `<${el.tagName.toLowerCase()} class="${el.className}"> "${(el.innerText || el.textContent).trim().slice(0, 80)}"`;
   const clips = value => value === 'hidden' || value === 'clip';
   const problems = [];
@@ -122,16 +126,8 @@ TOO_WIDE = """() => {
 
 # Text smaller than 16 px in the page's content, and text boxes in a monospace font.
 SMALL_TYPE = """() => {
-  const root = document.querySelector('#rendered_cells') || document.body;
-  const shown = el => {
-    for (let e = el; e; e = e.parentElement) {
-      const s = getComputedStyle(e);
-      if (s.display === 'none' || s.visibility === 'hidden') return false;
-    }
-    const r = el.getBoundingClientRect();
-    return r.width > 0 && r.height > 0;
-  };
-  const ownText = el => Array.from(el.childNodes).filter(n => n.nodeType === 3).map(n => n.textContent).join('').trim();
+  const root = document.querySelector('#rendered_cells') || document.body;""" + SEEN + """
+  const shown = visible;
   const problems = [];
   for (const el of root.querySelectorAll('*')) {
     const field = el.matches('textarea, select, input:not([type=radio]):not([type=checkbox]):not([type=hidden])');

@@ -11,18 +11,11 @@ from pathlib import Path
 import pytest
 
 from companion.server import PAGE_EXTENSIONS
-from conftest import Server, open_session, wait_until
+from conftest import open_session, wait_until
 
 pytestmark = pytest.mark.browser
 
 RIGHT_ANSWER = "Success for each child and eliminate the opportunity gap by leading with racial equity"
-
-
-@pytest.fixture(scope="module")
-def server(module_course):
-    server = Server(module_course, mode="local", learner="ana")
-    yield server
-    server.stop()
 
 
 

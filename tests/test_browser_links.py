@@ -9,16 +9,12 @@ import pytest
 from companion.identity import server_secret, sign
 from companion.settings import load_settings
 from companion.store import Store
-from conftest import Server, open_session, wait_until
+from conftest import open_session, wait_until
 
 pytestmark = pytest.mark.browser
 
 
-@pytest.fixture(scope="module")
-def server(module_course):
-    server = Server(module_course, mode="link", learner="should-not-be-used")
-    yield server
-    server.stop()
+SERVER_MODE = "link"  # the conftest server: every learner needs a signed link
 
 
 def token(root, username, **kwargs):

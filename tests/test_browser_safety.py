@@ -24,13 +24,6 @@ PROMPT = "One thing you noticed this week."
 BANNER = "#companion-connection"
 
 
-@pytest.fixture(scope="module")
-def server(module_course):
-    server = Server(module_course, mode="local", learner="ana")
-    yield server
-    server.stop()
-
-
 
 def text_of(store, username: str = "ana", activity: str = "s2-note") -> str | None:
     saved = store.response(username, activity)
