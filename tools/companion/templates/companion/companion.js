@@ -2,7 +2,7 @@
 
    - Text typed in an activity's text box is kept in this browser (localStorage, keyed by learner,
      session, activity and box) until the server confirms it: each activity's status line carries
-     data-saved="<box>:<fingerprint> ..." of what the server holds (companion/activities.py,
+     data-saved="<box>:<fingerprint> ..." of what the server holds (companion/activities/page.py,
      fingerprint(): FNV-1a over UTF-16 code units, computed the same way here).
    - A banner (role="alert") says when the connection to the server or the page's kernel is lost,
      or typed text is not confirmed within a few seconds, and offers to reload once the server answers.

@@ -1,0 +1,153 @@
+"""Activity: what every activity shares (saving, restoring, and the choice between two versions)."""
+
+from __future__ import annotations
+
+from html import escape
+from typing import Any, Callable, ClassVar
+
+import ipywidgets as widgets
+
+from ..errors import CourseError
+from ..store import Response
+from .page import AUTOSAVE_SECONDS, _later, _saved_at, _status, local_time
+from .workbook import Workbook
+
+
+class Activity(widgets.VBox):
+    """What every activity shares: its id and title, the workbook, saving and restoring.
+
+    Activities with text boxes name them in ``TEXT_FIELDS`` (the keys of their
+    saved value). Their saves are checked against what this page last read or
+    saved, so a save from a page that is behind (another tab, another device)
+    never silently replaces newer text: the learner is asked which to keep, and
+    both versions stay in the event log."""
+
+    TEXT_FIELDS: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(self, activity_id: str, *, title: str = "", competency: str | None = None, required: bool = True):
+        super().__init__()
+        self.add_class("companion-activity")
+        self.add_class(f"companion-a-{activity_id}")
+        self.workbook = Workbook.active()
+        self.activity_id = activity_id
+        self.title = title
+        self.competency = competency
+        self.required = required
+        self.status = widgets.HTML(_status(""))
+        self.conflict = widgets.VBox()
+        self.conflict.add_class("companion-conflict-box")
+        self._restoring = False
+        self._cancel: Callable[[], None] | None = None
+        self._known: Any = None  # the stored value as this page last read or saved it
+
+    def _text_box(self, field: str, description: str, **options) -> widgets.Textarea:
+        """A text box for one of ``TEXT_FIELDS``, marked for the page script."""
+        box = widgets.Textarea(description=description, **options)
+        box.add_class("companion-text")
+        box.add_class(f"companion-field-{field}")
+        return box
+
+    def _texts(self, value: Any) -> dict[str, str] | None:
+        """The saved text of each text field (None for activities without text boxes)."""
+        if not self.TEXT_FIELDS:
+            return None
+        value = value if isinstance(value, dict) else {}
+        return {field: str(value.get(field) or "") for field in self.TEXT_FIELDS}
+
+    def _show(self, *controls: widgets.Widget) -> None:
+        """Put the controls on the page and fill them with what was saved."""
+        if not self.workbook.ready:
+            self.children = ()
+            return
+        self.children = (*controls, self.conflict, self.status)
+        saved = self.workbook.store.response(self.workbook.username, self.activity_id)
+        if saved is None:
+            self.status.value = _status("", saved=self._texts(None))
+            return
+        self._known = saved.value
+        self.restore(saved)
+        self.status.value = _saved_at(saved.updated_at, self._texts(saved.value))
+
+    def restore(self, saved: Response) -> None:
+        """Fill the controls from the saved response."""
+
+    def save_now(self) -> None:
+        """Save the current state (activities that autosave implement it)."""
+
+    def _edited(self, _change=None) -> None:
+        """A control changed: say so, and save once the learner pauses for AUTOSAVE_SECONDS."""
+        if self._restoring:
+            return
+        self.status.value = _status("Unsaved changes...", "pending", saved=self._texts(self._known))
+        self._cancel_autosave()
+        self._cancel = _later(AUTOSAVE_SECONDS, self.save_now)
+
+    def _cancel_autosave(self) -> None:
+        if self._cancel:
+            self._cancel()
+            self._cancel = None
+
+    def _refuse(self, message: str) -> None:
+        """Say why nothing was saved; the learner's text stays in the box."""
+        self.status.value = _status(message, "error", saved=self._texts(self._known))
+
+    def _save(self, verb: str, value: Any, *, done: bool, shared: bool | None = None) -> Response | None:
+        if not self.workbook.ready:
+            return None
+        checked = {"expected": self._known} if self.TEXT_FIELDS else {}
+        try:
+            saved = self.workbook.store.save(
+                self.workbook.username, self.workbook.session.id, self.activity_id, verb, value,
+                done=done, shared=shared, rule=self.workbook.rule, **checked,
+            )
+        except CourseError as error:
+            self._refuse(f"Not saved: {error}")
+            return None
+        if saved.conflict:
+            self._ask_which(saved)
+            return None
+        self._stored(saved)
+        return saved
+
+    def _stored(self, saved: Response) -> None:
+        """``saved`` is what the store holds now, and what this page's next save is checked against."""
+        self._known = saved.value
+        self.conflict.children = ()
+        self.status.value = _saved_at(saved.updated_at, self._texts(saved.value))
+        self.workbook.saved()
+
+    # Two versions -------------------------------------------------------------
+
+    def _ask_which(self, other: Response) -> None:
+        """The text changed elsewhere since this page read it: show the other version, let the learner choose."""
+        texts = self._texts(other.value) or {}
+        shown = "".join(
+            f'<div class="companion-other-text">{escape(text)}</div>' for text in texts.values() if text.strip()
+        ) or '<p class="companion-other-text">(empty)</p>'
+        keep = widgets.Button(description="Keep what I wrote here", button_style="primary")
+        take = widgets.Button(description="Use the other version")
+        keep.on_click(lambda _: self._keep_mine(other))
+        take.on_click(lambda _: self._take_other(other))
+        buttons = widgets.HBox([keep, take])
+        buttons.add_class("companion-row")
+        self.conflict.children = (
+            widgets.HTML(
+                '<div class="companion-conflict" role="alert"><p><strong>This was changed in another tab or on another '
+                "device</strong> (saved at "
+                f"{local_time(other.updated_at, 'time')}) after this page opened. Your text here is not lost: "
+                "choose which version to keep. The other version:</p>"
+                f"{shown}</div>"
+            ),
+            buttons,
+        )
+        self._refuse("Not saved yet: choose a version below.")
+
+    def _keep_mine(self, other: Response) -> None:
+        self._known = other.value  # this save replaces the version the learner has now seen
+        self.conflict.children = ()
+        self.save_now()
+
+    def _take_other(self, other: Response) -> None:
+        self._cancel_autosave()
+        self.restore(other)
+        self._stored(other)

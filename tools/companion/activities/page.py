@@ -1,0 +1,78 @@
+"""What every activity's page parts share: the status line and its fingerprints, times, prompts, timers."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from datetime import datetime, timezone
+from html import escape
+from typing import Callable, Mapping
+
+import ipywidgets as widgets
+
+from .. import identity
+
+MAX_TEXT_CHARS = 20_000
+AUTOSAVE_SECONDS = 1.0
+
+
+def local_time(moment: datetime, form: str = "datetime") -> str:
+    """A ``<time>`` the page script shows in the learner's own time zone (``form``: time, date or datetime).
+
+    The text inside, in UTC, is what a browser without the script shows."""
+    moment = moment.astimezone(timezone.utc)
+    fallback = {"time": "%H:%M UTC on %d %b %Y", "date": "%d %b %Y", "datetime": "%d %b %Y, %H:%M UTC"}[form]
+    return (
+        f'<time class="companion-local" datetime="{moment.isoformat(timespec="seconds")}" '
+        f'data-format="{form}">{moment.strftime(fallback)}</time>'
+    )
+
+
+def fingerprint(text: str) -> str:
+    """FNV-1a (32 bits) over the text's UTF-16 code units, in hex: the page script computes the same.
+
+    A status carries the fingerprint of each saved text, so the browser knows
+    which of the learner's keystrokes the server has confirmed."""
+    value = 0x811C9DC5
+    for unit in memoryview(text.encode("utf-16-le")).cast("H"):
+        value = ((value ^ unit) * 0x01000193) & 0xFFFFFFFF
+    return f"{value:08x}"
+
+
+def _status(text: str, kind: str = "ok", saved: Mapping[str, str] | None = None, html: str = "") -> str:
+    """The activity's status line; ``saved`` (field -> saved text) tells the page script what the server holds."""
+    marks = " ".join(f"{field}:{fingerprint(value)}" for field, value in (saved or {}).items())
+    attribute = f' data-saved="{marks}"' if saved is not None else ""
+    return (
+        f'<span class="companion-status companion-{kind}" role="status" aria-live="polite"{attribute}>'
+        f"{escape(text)}{html}</span>"
+    )
+
+
+def signed_in_html(store, who: identity.Identity) -> str:
+    """"Signed in as <name>." with the roster's name, or "Working on this computer." for a system account.
+
+    The rule is :func:`companion.identity.display_name`; the home page and every session page say it the same way."""
+    learner = store.learner(who.username)
+    name = identity.display_name(who, learner.name if learner else "")
+    return f"Signed in as <strong>{escape(name)}</strong>." if name else "Working on this computer."
+
+
+def _saved_at(moment: datetime, saved: Mapping[str, str] | None = None) -> str:
+    return _status("Saved at ", saved=saved, html=local_time(moment, "time"))
+
+
+def _paragraph(text: str, cls: str = "companion-prompt") -> widgets.HTML:
+    return widgets.HTML(f'<p class="{cls}">{escape(text)}</p>')
+
+
+def _later(seconds: float, callback: Callable[[], None]) -> Callable[[], None]:
+    """Run ``callback`` after ``seconds`` on the kernel's loop; returns a cancel function."""
+    try:
+        handle = asyncio.get_running_loop().call_later(seconds, callback)
+        return handle.cancel
+    except RuntimeError:
+        timer = threading.Timer(seconds, callback)
+        timer.daemon = True
+        timer.start()
+        return timer.cancel

@@ -1,0 +1,104 @@
+"""The Workbook: the session a notebook belongs to, who the learner is, and where their work is saved."""
+
+from __future__ import annotations
+
+from html import escape
+from typing import Callable, ClassVar
+
+import ipywidgets as widgets
+
+from .. import identity, paths
+from ..catalog import load_catalog
+from ..errors import CourseError
+from ..identity import page_query as _query_string
+from ..progress import session_rule
+from ..settings import load_settings
+from ..store import open_store
+from .page import signed_in_html
+
+
+class Workbook(widgets.VBox):
+    """The session a notebook belongs to: who the learner is and where their work is saved.
+
+    Call it once, in the notebook's first code cell, before any activity::
+
+        from companion.activities import *
+        Workbook("s1")
+
+    It shows who is signed in and a link back to all sessions, or, when the
+    learner's link is missing, altered or expired, a message saying what to do
+    (and then nothing on the page records anything). Its ``data-learner`` and
+    ``data-session`` tell the page script (templates/companion/companion.js)
+    whose unsaved text it keeps in the browser.
+    """
+
+    _active: ClassVar["Workbook | None"] = None
+
+    def __init__(self, session_id: str):
+        super().__init__()
+        self.add_class("companion-workbook")
+        self.settings = load_settings()
+        self.session = self.settings.session(session_id)
+        self.username: str | None = None
+        self.store = None
+        self.rule = None  # what completes this session: every save keeps the learner's progress by it
+        self.query = ""
+        self._listeners: list[Callable[[], None]] = []
+        try:
+            # Everything that does not depend on the learner happens before a preheated
+            # kernel waits for its request, so the page opens with that work already done.
+            store = open_store(self.settings.db_url)
+            self.rule = session_rule(load_catalog(self.settings), session_id)
+            self.query = _query_string()
+            who = identity.current(self.settings.home, self.query)
+            self.username = who.username
+            self.store = store
+            self.store.record(self.username, session_id, session_id, "experienced")
+            banner = (
+                f'<div class="companion-page" data-learner="{escape(self.username)}" data-session="{escape(session_id)}">'
+                f'<p class="companion-signed-in">{signed_in_html(store, who)} '
+                "Your work saves as you go. Reflections are private unless you tick "
+                '"Share with my facilitator". '
+                f'<a href="{escape(self.home_link)}">Back to all sessions</a></p></div>'
+            )
+        except CourseError as error:
+            self.username = self.store = None
+            banner = (
+                '<div class="companion-error" role="alert"><h2>We could not tell who you are</h2>'
+                f"<p>{escape(str(error))}</p></div>"
+            )
+        self.children = (widgets.HTML(banner),)
+        Workbook._active = self
+
+    @property
+    def ready(self) -> bool:
+        return self.store is not None
+
+    @property
+    def home_link(self) -> str:
+        return paths.home_link(self.query)
+
+    def next_session_link(self) -> str:
+        """A link to the session after this one, or home after the last."""
+        sessions = self.settings.sessions
+        later = [s for s in sessions if s.number > self.session.number]
+        if not later:
+            return f'<a class="companion-next" href="{escape(self.home_link)}">Back to all sessions</a>'
+        following = min(later, key=lambda s: s.number)
+        return (
+            f'<a class="companion-next" href="{escape(paths.session_link(following, self.query))}">'
+            f"Continue to Session {following.number}: {escape(following.title)}</a>"
+        )
+
+    @classmethod
+    def active(cls) -> "Workbook":
+        if cls._active is None:
+            raise CourseError('Call Workbook("<session id>") in the first code cell, before any activity.')
+        return cls._active
+
+    def on_save(self, listener: Callable[[], None]) -> None:
+        self._listeners.append(listener)
+
+    def saved(self) -> None:
+        for listener in self._listeners:
+            listener()
