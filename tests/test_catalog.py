@@ -20,7 +20,7 @@ def broken(tmp_path, monkeypatch):
 def test_activities_are_read_from_the_notebook_without_running_it(course):
     catalog = load_catalog(course)
     activities = catalog.activities("s1")
-    assert [a.kind for a in activities] == ["Choice", "Sort", "Reflection", "Reflection", "SelfAssessment", "Goal", "SessionComplete"]
+    assert [a.kind for a in activities] == ["Choice", "Sort", "Reflection", "Reflection", "Scenario", "SelfAssessment", "Goal", "SessionComplete"]
     assert [a.id for a in catalog.required("s1")] == ["s1-end", "s1-levels", "s1-why", "s1-private"]
     why = catalog.activity("s1-why")
     assert (why.competency, why.cell, why.title) == ("racial-equity-mindset", 6, "Your why")
@@ -61,7 +61,7 @@ def test_check_reports_each_mistake_with_file_and_cell(broken, capsys, expected)
     assert main(["check"]) == 1
     err = capsys.readouterr().err
     assert expected in err
-    assert "18 problems found; fix them and run 'companion check' again." in err
+    assert "28 problems found; fix them and run 'companion check' again." in err
 
 
 def test_titles_come_from_the_notebook_uncut_and_self_ratings_goals_and_the_close_have_their_own(broken):
@@ -94,7 +94,7 @@ def test_every_real_activity_has_a_short_title_of_its_own():
 
 def test_check_passes_a_sound_course(course, capsys):
     assert main(["check"]) == 0
-    assert capsys.readouterr().out == "All 2 sessions are in order: 9 activities.\n"
+    assert capsys.readouterr().out == "All 2 sessions are in order: 11 activities.\n"
 
 
 EXERCISES = {"Choice", "Sort", "SelfAssessment", "Goal"}
@@ -108,3 +108,54 @@ def test_every_real_session_has_two_required_reflections_two_kinds_of_exercise_a
     assert sum(a.kind == "Reflection" for a in required) >= 2
     assert len({a.kind for a in required} & EXERCISES) >= 2, "exercises of at least two different kinds"
     assert activities[-1].kind == "SessionComplete"
+
+
+@pytest.fixture
+def guessable(tmp_path, monkeypatch):
+    root = make_course(tmp_path / "guessable", FILES / "guessable_course")
+    monkeypatch.setenv("COMPANION_COURSE_DIR", str(root))
+    return root
+
+
+@pytest.mark.parametrize(
+    "expected",
+    [
+        "sessions/01-answer-is-always-the-longest.ipynb, cell 4: Choice 's1-first': the keyed answer is the longest option (77 characters, the longest other 10), as in 2 of the course's 3 questions with an answer (at most a third may be)",
+        "sessions/01-answer-is-always-the-longest.ipynb, cell 5: Choice 's1-second': the keyed answer is the longest option (39 characters, the longest other 10)",
+        "sessions/02-sort-items-name-their-category.ipynb, cell 5: Sort 's2-sort': item 'An institutional rule screens out degrees from ot…' contains the category name 'Institutional'",
+        "sessions/02-sort-items-name-their-category.ipynb, cell 5: Sort 's2-sort': item 'Perfectionism: a report comes back covered in cor…' starts with a label naming what it shows",
+        "sessions/03-no-scenario-and-a-wrong-time.ipynb: has no Scenario: add one",
+        "sessions/03-no-scenario-and-a-wrong-time.ipynb, cell 1: says 90 minutes, but reading it (",
+        "sessions/04-scenario-that-loops.ipynb, cell 3: Scenario 's4-case': step 'first' leads back to itself (first -> second -> first); every path must end",
+        "sessions/04-scenario-that-loops.ipynb, cell 3: Scenario 's4-case': step 'orphan' cannot be reached from the first step",
+        "sessions/04-scenario-that-loops.ipynb, cell 4: Scenario 's4-broken': needs reflection=",
+        "sessions/04-scenario-that-loops.ipynb, cell 4: Scenario 's4-broken': step 'first': each choice needs non-empty \"choice\", \"consequence\" and \"why\" texts",
+        "sessions/04-scenario-that-loops.ipynb, cell 4: Scenario 's4-broken': step 'first': choice 'Go nowhere' goes to step 'nowhere', which does not exist",
+        "sessions/04-scenario-that-loops.ipynb, cell 4: Scenario 's4-broken': step 'only' needs 2 to 4 choices",
+        "sessions/05-says-no-time.ipynb: does not say how long it takes; state \"About 10 minutes\" in its opening",
+    ],
+)
+def test_check_fails_on_guessable_answers_keyword_sorts_missing_or_broken_scenarios_and_wrong_times(guessable, capsys, expected):
+    assert main(["check"]) == 1
+    err = capsys.readouterr().err
+    assert expected in err
+    assert "13 problems found" in err
+
+
+def test_answers_are_guessable_by_length_only_past_a_third_of_the_questions(guessable, capsys):
+    notebook = guessable / "sessions" / "01-answer-is-always-the-longest.ipynb"
+    notebook.write_text(notebook.read_text().replace('\\"Wrong\\", \\"Also wrong\\"]', '\\"Wrong, and written out at far greater length than the right answer is, to be quite sure\\", \\"Also wrong\\"]', 1))
+    main(["check"])
+    err = capsys.readouterr().err
+    assert "'s1-first': the keyed answer is the longest" not in err
+    assert "'s1-second'" not in err, "one question in three may have its answer longest"
+
+
+def test_the_real_course_keeps_its_answers_unguessable_by_length_and_its_stated_times_true():
+    catalog = load_catalog(load_settings(REPO))
+    problems = [str(p) for p in catalog.problems()]
+    assert [p for p in problems if "longest option" in p or "minutes" in p or "Scenario" in p or "Sort" in p] == []
+    for session in catalog.settings.sessions:
+        reading = catalog.readings[session.id]
+        assert reading.stated is not None, f"{session.notebook} states its time"
+        assert any(a.kind == "Scenario" and a.required for a in reading.activities), f"{session.notebook} has a required scenario"

@@ -25,12 +25,17 @@ from pathlib import Path
 from .errors import CatalogError
 from .settings import Settings, load_settings
 
-ACTIVITY_KINDS = ("Reflection", "Choice", "Sort", "SelfAssessment", "Goal", "SessionComplete")
-EXERCISE_KINDS = ("Choice", "Sort", "SelfAssessment", "Goal")
+ACTIVITY_KINDS = ("Reflection", "Choice", "Sort", "Scenario", "SelfAssessment", "Goal", "SessionComplete")
 ACTIVITY_ID = re.compile(r"^s[0-9]+-[a-z0-9]+(-[a-z0-9]+)*$")
 # Kinds whose notebook must give a title: nothing else names them briefly.
-TITLED_KINDS = ("Reflection", "Choice", "Sort")
+TITLED_KINDS = ("Reflection", "Choice", "Sort", "Scenario")
 MAX_TITLE_CHARS = 60
+# What a learner spends on each kind, in minutes, besides reading the page (at READING_WORDS_PER_MINUTE):
+# the session's stated time must come within STATED_TIME_MARGIN of the sum.
+MINUTES_PER_ACTIVITY = {"Reflection": 5, "Goal": 6, "Scenario": 8, "Sort": 4, "Choice": 2, "SelfAssessment": 2, "SessionComplete": 1}
+READING_WORDS_PER_MINUTE = 200
+STATED_TIME_MARGIN = 0.25
+STATED_TIME = re.compile(r"\b(?:about|plan on)\s+(\d+)(?:\s+to\s+(\d+))?\s+minutes\b", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -94,6 +99,19 @@ class NotebookReading:
     workbook: str | None
     activities: tuple[Activity, ...]
     problems: tuple[Problem, ...]
+    words: int = 0  # learner-visible words in the markdown cells (facilitator notes excluded)
+    stated: tuple[int, int, int] | None = None  # (cell, low, high): the first "About N minutes" the page states
+
+    @property
+    def reading_words(self) -> int:
+        """The page's words and its activities' texts (questions, options, a scenario's steps)."""
+        return self.words + sum(_words(a.args) for a in self.activities)
+
+    @property
+    def estimated_minutes(self) -> float:
+        """What the page asks of a learner: reading it, and each activity (MINUTES_PER_ACTIVITY)."""
+        doing = sum(MINUTES_PER_ACTIVITY.get(a.kind, 0) for a in self.activities)
+        return self.reading_words / READING_WORDS_PER_MINUTE + doing
 
 
 def _call_name(node: ast.Call) -> str | None:
@@ -120,11 +138,17 @@ def read_notebook(path: Path, label: str, session_id: str, names: dict[str, str]
 
     workbook = None
     activities: list[Activity] = []
+    words, stated = 0, None
     for number, cell in enumerate(cells, 1):
         source = cell.get("source", "")
         source = "".join(source) if isinstance(source, list) else source
         if cell.get("cell_type") == "markdown":
             problems.extend(_check_note(cell, source, label, number))
+            if not cell.get("metadata", {}).get("nbgrader", {}).get("solution"):
+                words += len(source.split())
+                found = STATED_TIME.search(source)
+                if found and stated is None:
+                    stated = (number, int(found.group(1)), int(found.group(2) or found.group(1)))
         if cell.get("cell_type") != "code":
             continue
         try:
@@ -145,7 +169,18 @@ def read_notebook(path: Path, label: str, session_id: str, names: dict[str, str]
                 activity = _read_call(node, name, session_id, number, label, problems, names or {})
                 if activity:
                     activities.append(activity)
-    return NotebookReading(workbook, tuple(activities), tuple(problems))
+    return NotebookReading(workbook, tuple(activities), tuple(problems), words, stated)
+
+
+def _words(value) -> int:
+    """The words in an activity's literal arguments (its texts, however nested)."""
+    if isinstance(value, str):
+        return len(value.split())
+    if isinstance(value, dict):
+        return sum(_words(v) for k, v in value.items() if k not in ("id", "next", "competency", "stage"))
+    if isinstance(value, (list, tuple)):
+        return sum(_words(v) for v in value)
+    return 0
 
 
 def _check_note(cell: dict, source: str, label: str, number: int) -> list[Problem]:
@@ -250,6 +285,10 @@ class Catalog:
                 problems.append(Problem(label, None, "has no required activity, so it could never be completed; add one"))
             if not any(a.kind == "SessionComplete" for a in reading.activities):
                 problems.append(Problem(label, None, f"has no SessionComplete(\"{session.id}-complete\") call, so learners cannot finish it"))
+            if not any(a.kind == "Scenario" for a in reading.activities):
+                problems.append(Problem(label, None, "has no Scenario: add one, a workplace case about the session's topic (see 'Scenario' in companion.activities)"))
+            problems.extend(_check_time(reading, label))
+        problems.extend(_check_guessable(self.all_activities(), self.settings))
         return problems
 
 
@@ -267,7 +306,117 @@ def _check_answers(activity: Activity, label: str) -> list[Problem]:
         for item in args.get("items") or []:
             if len(item) < 2 or item[1] not in categories:
                 found.append(Problem(label, activity.cell, f"Sort '{activity.id}': item {item[0]!r} names a category that is not in categories"))
+                continue
+            named = [c for c in categories if re.search(rf"\b{re.escape(c)}\b", str(item[0]), re.IGNORECASE)]
+            if named:
+                found.append(Problem(label, activity.cell, f"Sort '{activity.id}': item {_short(item[0])!r} contains the category name '{named[0]}', so it can be sorted by keyword; describe the situation without naming it"))
+            elif LABEL_PREFIX.match(str(item[0])):
+                found.append(Problem(label, activity.cell, f"Sort '{activity.id}': item {_short(item[0])!r} starts with a label naming what it shows; describe the situation only"))
+    if activity.kind == "Scenario":
+        found.extend(Problem(label, activity.cell, f"Scenario '{activity.id}': {message}") for message in _scenario_problems(args))
     return found
+
+
+LABEL_PREFIX = re.compile(r"^\s*[A-Z][\w'’/-]*(?:[ -][\w'’/-]+){0,3}:\s")
+
+
+def _short(text: str, limit: int = 50) -> str:
+    text = " ".join(str(text).split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _scenario_problems(args: dict) -> list[str]:
+    """What is wrong with a scenario's steps: texts, ids, links, loops, steps nobody can reach."""
+    steps, found = args.get("steps"), []
+    if not isinstance(args.get("case"), str) or not args["case"].strip():
+        found.append("needs case=\"...\": the situation that opens it")
+    if not isinstance(args.get("reflection"), str) or not args["reflection"].strip():
+        found.append("needs reflection=\"...\": the closing question on what the learner would actually do")
+    if not isinstance(steps, list) or not steps or not all(isinstance(s, dict) for s in steps):
+        return found + ["steps must be a list of steps, each a {\"id\": ..., \"question\": ..., \"choices\": [...]}"]
+    ids = [s.get("id") for s in steps]
+    for number, step in enumerate(steps, 1):
+        name = f"step {step.get('id')!r}" if isinstance(step.get("id"), str) else f"step {number}"
+        if not isinstance(step.get("id"), str) or not ACTIVITY_ID.match(f"s0-{step.get('id')}"):
+            found.append(f"{name} needs an id of lowercase words and dashes")
+        elif ids.count(step["id"]) > 1:
+            found.append(f"{name}: the id is used by more than one step")
+        if not isinstance(step.get("question"), str) or not step["question"].strip():
+            found.append(f"{name} needs a question")
+        choices = step.get("choices")
+        if not isinstance(choices, list) or not 2 <= len(choices) <= 4:
+            found.append(f"{name} needs 2 to 4 choices")
+            continue
+        texts = [c.get("choice") if isinstance(c, dict) else None for c in choices]
+        for choice in choices:
+            if not isinstance(choice, dict) or any(not isinstance(choice.get(k), str) or not choice[k].strip() for k in ("choice", "consequence", "why")):
+                found.append(f"{name}: each choice needs non-empty \"choice\", \"consequence\" and \"why\" texts")
+                break
+        if len(set(map(str, texts))) < len(texts):
+            found.append(f"{name}: two choices have the same text")
+        for choice in choices:
+            following = choice.get("next") if isinstance(choice, dict) else None
+            if following is not None and following not in ids:
+                found.append(f"{name}: choice {_short(choice.get('choice'))!r} goes to step {following!r}, which does not exist")
+    if found:
+        return found
+    links = {s["id"]: [c.get("next") for c in s["choices"] if c.get("next") is not None] for s in steps}
+    reached: set[str] = set()
+
+    def visit(step_id: str, trail: tuple[str, ...]) -> None:
+        if step_id in trail:
+            found.append(f"step {step_id!r} leads back to itself ({' -> '.join((*trail, step_id))}); every path must end")
+            return
+        reached.add(step_id)
+        for following in links[step_id]:
+            visit(following, (*trail, step_id))
+
+    visit(steps[0]["id"], ())
+    found.extend(f"step {s!r} cannot be reached from the first step" for s in ids if s not in reached)
+    return sorted(set(found), key=found.index)
+
+
+def _check_time(reading: NotebookReading, label: str) -> list[Problem]:
+    """The time a session states must be what it asks: reading plus each activity (MINUTES_PER_ACTIVITY)."""
+    estimate = reading.estimated_minutes
+    if reading.stated is None:
+        return [Problem(label, None, f"does not say how long it takes; state \"About {_five(estimate)} minutes\" in its opening (reading it and doing its activities come to about {estimate:.0f})")]
+    cell, low, high = reading.stated
+    if abs(low - estimate) > STATED_TIME_MARGIN * estimate or abs(high - estimate) > STATED_TIME_MARGIN * estimate:
+        said = f"{low}" if low == high else f"{low} to {high}"
+        return [Problem(label, cell, f"says {said} minutes, but reading it ({reading.reading_words} words of page and activity text, at {READING_WORDS_PER_MINUTE} a minute) and doing its activities come to about {estimate:.0f}; say \"About {_five(estimate)} minutes\"")]
+    return []
+
+
+def _five(minutes: float) -> int:
+    return max(5, int(5 * round(minutes / 5)))
+
+
+def _check_guessable(activities: list[Activity], settings: Settings) -> list[Problem]:
+    """Across the course, the keyed answer may be the longest option in at most a third of the questions."""
+    keyed, giveaways = 0, []
+    for activity in activities:
+        options = activity.args.get("options") if activity.kind == "Choice" else None
+        answer = activity.args.get("answer")
+        if not isinstance(options, list) or answer is None:
+            continue
+        answers = set(answer) if isinstance(answer, (list, tuple)) else {answer}
+        others = [len(str(o)) for o in options if o not in answers]
+        right = [len(str(o)) for o in options if o in answers]
+        keyed += 1
+        if right and others and max(right) > max(others):
+            giveaways.append((activity, max(right), max(others)))
+    if len(giveaways) * 3 <= keyed:
+        return []
+    return [
+        Problem(
+            settings.session(a.session_id).notebook, a.cell,
+            f"Choice '{a.id}': the keyed answer is the longest option ({longest} characters, the longest other {other}), "
+            f"as in {len(giveaways)} of the course's {keyed} questions with an answer (at most a third may be); "
+            "make a wrong option as long, or the answer shorter",
+        )
+        for a, longest, other in giveaways
+    ]
 
 
 def _check_titles(activities: tuple[Activity, ...], label: str) -> list[Problem]:

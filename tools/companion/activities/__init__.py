@@ -19,7 +19,7 @@ expired link), the Workbook says why and no activity renders or records.
 
 The package has one module per part: ``page`` (status lines, times), ``workbook``,
 ``base`` (saving and restoring), ``writing`` (Reflection, Goal), ``questions``
-(Choice, Sort), ``ratings`` (SelfAssessment) and ``closing`` (SessionComplete).
+(Choice, Sort), ``scenario``, ``ratings`` (SelfAssessment) and ``closing`` (SessionComplete).
 """
 
 from __future__ import annotations
@@ -29,7 +29,8 @@ from .closing import SessionComplete
 from .page import fingerprint, local_time, signed_in_html  # noqa: F401
 from .questions import Choice, Sort
 from .ratings import SelfAssessment
+from .scenario import Scenario
 from .workbook import Workbook
 from .writing import Goal, Reflection
 
-__all__ = ["Workbook", "Reflection", "Choice", "Sort", "SelfAssessment", "Goal", "SessionComplete"]
+__all__ = ["Workbook", "Reflection", "Choice", "Sort", "Scenario", "SelfAssessment", "Goal", "SessionComplete"]

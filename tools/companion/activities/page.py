@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import random
 import threading
 from datetime import datetime, timezone
 from html import escape
-from typing import Callable, Mapping
+from typing import Callable, Mapping, Sequence
 
 import ipywidgets as widgets
 
@@ -76,3 +78,17 @@ def _later(seconds: float, callback: Callable[[], None]) -> Callable[[], None]:
         timer.daemon = True
         timer.start()
         return timer.cancel
+
+
+def shuffled(items: Sequence[str], learner: str, key: str) -> list[str]:
+    """``items`` in an order fixed by the learner and ``key``: each learner has their own, the same on every visit.
+
+    Options shown this way cannot be guessed from their position, and answers
+    are recorded by their text, so grading never depends on the order.
+
+    >>> shuffled(["a", "b", "c"], "ana", "s1-q") == shuffled(["a", "b", "c"], "ana", "s1-q")
+    True
+    """
+    order = list(items)
+    random.Random(hashlib.sha256(f"{learner}\0{key}".encode("utf-8")).digest()).shuffle(order)
+    return order

@@ -9,7 +9,7 @@ import ipywidgets as widgets
 
 from ..store import Response
 from .base import Activity
-from .page import _paragraph
+from .page import _paragraph, shuffled
 
 UNSET = "Choose..."
 
@@ -19,7 +19,10 @@ class Choice(Activity):
 
     After answering, the learner sees the explanation (and, with ``feedback``, a
     note on the option they chose). ``answer=None`` means there is no right
-    answer, as in a self-placement.
+    answer, as in a self-placement. A question with an answer shows its options
+    in an order shuffled per learner (the same on every visit) and is graded by
+    the options' text, never their position; a self-placement keeps the written
+    order.
 
     Example::
 
@@ -50,21 +53,27 @@ class Choice(Activity):
         self.multiple = multiple
         self.option_feedback = feedback or {}
         self.question = _paragraph(question)
+        # A keyed question's options come in the learner's own order, so the answer cannot be guessed
+        # from its place; a self-placement keeps the written order (it is often a scale).
+        shown = shuffled(self.options, self.workbook.username or "", activity_id) if answer is not None else self.options
         if multiple:
-            self.boxes = [widgets.Checkbox(value=False, description=option, indent=False) for option in self.options]
+            self.boxes = [widgets.Checkbox(value=False, description=option, indent=False) for option in shown]
             self.picker = widgets.VBox(self.boxes)
             self.picker.add_class("companion-checkboxes")
         else:
-            self.picker = widgets.RadioButtons(options=self.options, value=None, description="Your answer")
+            self.picker = widgets.RadioButtons(options=shown, value=None, description="Your answer")
         self.check = widgets.Button(description="Check my answer" if answer is not None else "Save my answer", button_style="primary")
         self.result = widgets.HTML("")
         self.check.on_click(lambda _: self.submit())
         self._show(self.question, self.picker, self.check, self.result)
 
     def selected(self) -> list[str]:
+        """The chosen options, by their text as the notebook declares them (a label changed in the browser is not one)."""
         if self.multiple:
-            return [box.description for box in self.boxes if box.value]
-        return [] if self.picker.value is None else [self.picker.value]
+            chosen = [box.description for box in self.boxes if box.value]
+        else:
+            chosen = [] if self.picker.value is None else [self.picker.value]
+        return [option for option in self.options if option in chosen]
 
     def _select(self, chosen: Sequence[str]) -> None:
         if self.multiple:
