@@ -354,6 +354,15 @@ def test_the_journal_keeps_words_written_for_an_activity_the_course_dropped(jour
     assert "From activities no longer in the course" in journal(store, catalog, "ana", "html")
 
 
+def test_the_journal_keeps_what_the_learner_wrote_at_the_end_of_a_scenario(journaling):
+    store, catalog = journaling
+    path = [{"step": "first", "choice": "Bring the team back to her idea and ask her to finish"}]
+    store.save("ana", "s1", "s1-case-meeting", "responded", {"path": path, "ended": False, "reflection": "I would <b>pause</b> the meeting."}, done=True)
+    text = "".join(parse(journal(store, catalog, "ana", "html")).text)
+    assert "What would you actually do at your own next meeting?" in text
+    assert "I would <b>pause</b> the meeting." in text, "shown as the text the learner wrote"
+
+
 def test_a_journal_for_nobody_says_so(journaling):
     store, catalog = journaling
     with pytest.raises(ExportError, match="No learner 'cy'"):

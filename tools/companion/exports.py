@@ -257,6 +257,17 @@ def journal_entries(store: Store, catalog: Catalog, username: str) -> list[dict]
                         "feedback": store.feedback(username, activity.id),
                     }
                 )
+            elif activity.kind == "Scenario" and str(value.get("reflection") or "").strip():
+                items.append(
+                    {
+                        "kind": "reflection",
+                        "prompt": activity.args.get("reflection") or activity.title,
+                        "text": value["reflection"],
+                        "shared": False,  # a scenario's closing reflection is never shared
+                        "saved": response.updated_at,
+                        "feedback": [],
+                    }
+                )
             elif activity.kind == "Goal" and str(value.get("goal") or "").strip():
                 competency = catalog.settings.competency(activity.competency).name if activity.competency else ""
                 items.append({**value, "kind": "goal", "competency": competency, "saved": response.updated_at})

@@ -119,7 +119,8 @@ class Scenario(Activity):
         if waiting is not None:
             step = self.steps[waiting]
             number = len(self.path) + 1
-            parts.append(f'<section class="companion-step" aria-label="Decision {number}"><h4>Decision {number}</h4>{self._situation(step)}</section>')
+            situation = f'<p class="companion-prompt">{escape(step["situation"])}</p>' if step.get("situation") else ""
+            parts.append(f'<section class="companion-step companion-step-open" aria-label="Decision {number}"><h4>Decision {number}</h4>{situation}</section>')
             texts = [c["choice"] for c in step.get("choices", ())]
             self.picker.options = shuffled(texts, self.workbook.username or "", f"{self.activity_id}:{waiting}")
             self.picker.value = None
@@ -132,6 +133,7 @@ class Scenario(Activity):
 
     @staticmethod
     def _situation(step: Mapping) -> str:
+        """A decided step's situation and question (the open step's question is its choices' label)."""
         situation = f'<p class="companion-prompt">{escape(step["situation"])}</p>' if step.get("situation") else ""
         return situation + f'<p class="companion-question"><strong>{escape(str(step.get("question") or ""))}</strong></p>'
 
