@@ -104,8 +104,8 @@ class NotebookReading:
 
     @property
     def reading_words(self) -> int:
-        """The page's words and its activities' texts (questions, options, a scenario's steps)."""
-        return self.words + sum(_words(a.args) for a in self.activities)
+        """The page's words and its activities' texts (questions, options; a scenario's longest path)."""
+        return self.words + sum(_scenario_words(a.args) if a.kind == "Scenario" else _words(a.args) for a in self.activities)
 
     @property
     def estimated_minutes(self) -> float:
@@ -170,6 +170,23 @@ def read_notebook(path: Path, label: str, session_id: str, names: dict[str, str]
                 if activity:
                     activities.append(activity)
     return NotebookReading(workbook, tuple(activities), tuple(problems), words, stated)
+
+
+def _scenario_words(args: dict) -> int:
+    """What one learner reads of a scenario on its longest path: at each step every choice, then what the chosen one led to."""
+    steps = {s.get("id"): s for s in args.get("steps") or [] if isinstance(s, dict)}
+
+    def path(step_id, seen: frozenset) -> int:
+        step = steps.get(step_id)
+        if step is None or step_id in seen:
+            return 0
+        choices = [c for c in step.get("choices") or [] if isinstance(c, dict)]
+        here = _words([step.get("situation"), step.get("question"), [c.get("choice") for c in choices]])
+        after = [_words([c.get("consequence"), c.get("why")]) + path(c.get("next"), seen | {step_id}) for c in choices]
+        return here + max(after, default=0)
+
+    first = (args.get("steps") or [{}])[0]
+    return _words([args.get("case"), args.get("reflection")]) + path(first.get("id") if isinstance(first, dict) else None, frozenset())
 
 
 def _words(value) -> int:

@@ -110,8 +110,9 @@ class Goal(Activity):
         heading = widgets.HTML(
             f'<h3 class="companion-competency">Goal: {escape(name)}</h3>'
             + (f'<p class="companion-prompt">{escape(prompt)}</p>' if prompt else "")
-            + '<p class="companion-note">Goals are part of your evaluation record: your facilitator '
-            "and the agency's evaluation system receive them, with your progress updates.</p>"
+            + '<p class="companion-note">Goals are not private like your reflections: they are part of this '
+            "series' record, which your facilitator can export for the agency's evaluation process, with your "
+            "progress updates. Ask your evaluator how they connect to your own evaluation goals.</p>"
         )
         self.goal = self._text_box("goal", "My goal", placeholder="What will you do, with whom, and why?")
         self.measure = self._text_box("measure", "How I will know I met it (success measure)")
