@@ -21,33 +21,34 @@ Example::
 
 The store is this package: ``schema`` (the tables, the statements built once
 over them, and the dataclasses it returns), ``database`` (the engine and the
-one commit-or-rollback session), ``saves`` and ``reads`` (the two halves of
-:class:`Store`). Import everything from ``companion.store``.
+one commit-or-rollback session), ``saves``, ``reads`` and ``coaching`` (feedback,
+goal check-ins and the queue of what waits for a reply): together :class:`Store`. Import everything from ``companion.store``.
 """
 
 from __future__ import annotations
 
 import os
 
+from .coaching import CHECKED_IN, Coaching
 from .database import READ_ONLY, Database
 from .reads import Reads
 from .saves import Saves
 from .schema import (
-    CONFLICTED, HEAD_REVISION, MAX_VALUE_BYTES, PROGRESS_RULE, RULE_CHECK_SECONDS, UNCHECKED, Base, CompletionRule,
+    CONFLICTED, HEAD_REVISION, CheckIn, CheckInRow, Waiting, MAX_VALUE_BYTES, PROGRESS_RULE, RULE_CHECK_SECONDS, UNCHECKED, Base, CompletionRule,
     Event, EventRow, Feedback, FeedbackRow, Learner, LearnerRow, MetaRow, ProgressRow, ProgressSummary, Response,
     ResponseRow, utcnow,
 )
 
 # What other modules import from companion.store: the store, what it returns, its tables and its limits.
 __all__ = [
-    "CONFLICTED", "HEAD_REVISION", "MAX_VALUE_BYTES", "PROGRESS_RULE", "READ_ONLY", "RULE_CHECK_SECONDS", "UNCHECKED",
+    "CHECKED_IN", "CONFLICTED", "HEAD_REVISION", "CheckIn", "CheckInRow", "Coaching", "Waiting", "MAX_VALUE_BYTES", "PROGRESS_RULE", "READ_ONLY", "RULE_CHECK_SECONDS", "UNCHECKED",
     "Base", "CompletionRule", "Database", "Event", "EventRow", "Feedback", "FeedbackRow", "Learner", "LearnerRow",
     "MetaRow", "ProgressRow", "ProgressSummary", "Reads", "Response", "ResponseRow", "Saves", "Store", "open_store",
     "utcnow",
 ]
 
 
-class Store(Saves, Reads):
+class Store(Saves, Reads, Coaching):
     """The learners, their events and their latest responses, in one database."""
 
 

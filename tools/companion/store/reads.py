@@ -21,8 +21,6 @@ from .schema import (
     PROGRESS_RULE,
     Event,
     EventRow,
-    Feedback,
-    FeedbackRow,
     Learner,
     LearnerRow,
     ProgressSummary,
@@ -81,17 +79,6 @@ class Reads(Database):
                 Event(name, row.session_id, row.activity_id, row.verb, row.value, _aware(row.at), row.id)
                 for row, name in db.execute(query.order_by(EventRow.id))
             ]
-
-    def feedback(self, username: str, activity_id: str) -> list[Feedback]:
-        """Feedback on one of the learner's reflections, oldest first."""
-        with self.session() as db:
-            rows = db.scalars(
-                select(FeedbackRow)
-                .join(LearnerRow, LearnerRow.id == FeedbackRow.learner_id)
-                .where(LearnerRow.username == username, FeedbackRow.activity_id == activity_id)
-                .order_by(FeedbackRow.id)
-            )
-            return [Feedback(row.author, row.text, _aware(row.at)) for row in rows]
 
     def count_events(self) -> int:
         with self.session() as db:

@@ -42,8 +42,6 @@ from .schema import (
     UNCHECKED,
     CompletionRule,
     EventRow,
-    Feedback,
-    FeedbackRow,
     LearnerRow,
     Response,
     ResponseRow,
@@ -260,26 +258,6 @@ class Saves(Database):
             _EVENT_INSERT,
             dict(learner_id=learner_id, session_id=session_id, activity_id=activity_id, verb=verb, value=value, at=at),
         )
-
-    # Feedback -------------------------------------------------------------
-
-    def add_feedback(self, username: str, activity_id: str, author: str, text: str, max_chars: int = 10_000) -> Feedback:
-        """Feedback from a facilitator on a reflection the learner shared (and only then)."""
-        if not text.strip():
-            raise StoreError("The feedback is empty; write something before sending it.")
-        if len(text) > max_chars:
-            raise StoreError(f"The feedback has {len(text):,} characters; the limit is {max_chars:,}. Shorten it.")
-        with self.session() as db:
-            row = db.scalar(
-                select(ResponseRow)
-                .join(LearnerRow, LearnerRow.id == ResponseRow.learner_id)
-                .where(LearnerRow.username == username, ResponseRow.activity_id == activity_id)
-            )
-            if row is None or not row.shared:
-                raise StoreError(f"{username} has not shared '{activity_id}', so it cannot take feedback; nothing was saved.")
-            now = utcnow()
-            db.add(FeedbackRow(learner_id=row.learner_id, activity_id=activity_id, author=author, text=text, at=now))
-            return Feedback(author, text, now)
 
     # Progress kept -------------------------------------------------------
 

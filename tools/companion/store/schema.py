@@ -39,7 +39,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 MAX_VALUE_BYTES = 200_000  # one saved value, as JSON; a reflection is limited to far less
 # The newest migration in companion/migrations/versions (tests/test_store.py keeps the two in agreement).
 # A store already at it opens without loading Alembic: every page's kernel opens the store.
-HEAD_REVISION = "0003"
+HEAD_REVISION = "0004"
 
 
 def utcnow() -> datetime:
@@ -64,6 +64,8 @@ class LearnerRow(Base):
     # Derived from progress, like it (see ProgressRow): the figures read one row a learner.
     sessions_completed: Mapped[int] = mapped_column(Integer, nullable=False, default=0, server_default="0")
     started: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False, server_default=false())
+    # The last time the learner looked at their feedback: newer feedback is marked new on the home page.
+    feedback_seen_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
 
 
 class EventRow(Base):
@@ -97,6 +99,19 @@ class FeedbackRow(Base):
     activity_id: Mapped[str] = mapped_column(String(64), nullable=False)
     author: Mapped[str] = mapped_column(String(200), nullable=False)
     text: Mapped[str] = mapped_column(Text, nullable=False)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    check_in_id: Mapped[int | None] = mapped_column(Integer, nullable=True, index=True)  # feedback on one check-in
+
+
+class CheckInRow(Base):
+    """One dated check-in on a goal: its status then, and a note. The goal's history, never overwritten."""
+
+    __tablename__ = "check_ins"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    learner_id: Mapped[int] = mapped_column(ForeignKey("learners.id"), nullable=False)
+    activity_id: Mapped[str] = mapped_column(String(64), nullable=False)
+    status: Mapped[str] = mapped_column(String(32), nullable=False)
+    note: Mapped[str] = mapped_column(Text, nullable=False)
     at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
@@ -157,9 +172,39 @@ class ProgressSummary:
 
 @dataclass(frozen=True)
 class Feedback:
+    """A facilitator's feedback: on a shared reflection, on a goal, or on one check-in (``check_in``)."""
+
     author: str
     text: str
     at: datetime
+    activity_id: str = ""
+    check_in: int | None = None
+    id: int | None = None
+
+
+@dataclass(frozen=True)
+class CheckIn:
+    """One dated check-in on a learner's goal."""
+
+    id: int
+    username: str
+    activity_id: str
+    status: str
+    note: str
+    at: datetime
+
+
+@dataclass(frozen=True)
+class Waiting:
+    """Something a learner offered for feedback that has had no reply: a shared reflection or a goal check-in."""
+
+    username: str
+    name: str
+    cohort: str
+    activity_id: str
+    kind: str  # "reflection" or "check-in"
+    since: datetime
+    check_in: CheckIn | None = None
 
 
 @dataclass(frozen=True)

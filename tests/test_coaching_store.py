@@ -1,0 +1,92 @@
+"""Coaching in the store: dated goal check-ins, feedback on reflections, goals and check-ins, and the queue of what waits."""
+
+from __future__ import annotations
+
+import statistics
+from datetime import timedelta
+
+import pytest
+
+from companion.errors import StoreError
+from companion.store import Store, utcnow
+from test_store import store_url  # noqa: F401  (SQLite and PostgreSQL)
+
+GOAL = "s5-goal-cultural-proficiency"
+
+
+def with_goal(url: str, *learners: str) -> Store:
+    store = Store(url)
+    store.upgrade()
+    for learner in learners:
+        store.save(learner, "s5", GOAL, "responded", {"goal": f"{learner}'s goal", "measure": "families say so"}, done=True)
+    return store
+
+
+def test_check_ins_are_a_dated_history_kept_whole_and_logged(store_url):
+    store = with_goal(store_url, "ana")
+    first = store.add_check_in("ana", "s5", GOAL, "In progress", "Asked two families.")
+    second = store.add_check_in("ana", "s5", GOAL, "Met", "")
+    assert [(c.status, c.note) for c in store.check_ins("ana", GOAL)] == [("In progress", "Asked two families."), ("Met", "")]
+    assert first.at <= second.at
+    assert [e.value for e in store.events("ana") if e.verb == "checked-in"] == [
+        {"check_in": first.id, "status": "In progress", "note": "Asked two families."},
+        {"check_in": second.id, "status": "Met", "note": ""},
+    ]
+    assert store.response("ana", GOAL).value["goal"] == "ana's goal", "a check-in changes nothing the learner wrote"
+
+
+def test_a_check_in_needs_a_goal_and_sane_text(store_url):
+    store = with_goal(store_url, "ana")
+    store.ensure_learner("bea")
+    with pytest.raises(StoreError, match="no goal saved for 's5-goal-cultural-proficiency' yet"):
+        store.add_check_in("bea", "s5", GOAL, "In progress", "Early days.")
+    with pytest.raises(StoreError, match="NUL character"):
+        store.add_check_in("ana", "s5", GOAL, "In progress", "bad\x00note")
+    with pytest.raises(StoreError, match="limit is 5,000"):
+        store.add_check_in("ana", "s5", GOAL, "In progress", "x" * 5001)
+    assert store.check_ins("ana") == [] and store.check_ins("bea") == []
+
+
+def test_feedback_answers_a_shared_reflection_a_goal_or_one_check_in_and_nothing_private(store_url):
+    store = with_goal(store_url, "ana")
+    store.save("ana", "s1", "s1-why", "responded", {"text": "private"}, done=True)
+    with pytest.raises(StoreError, match="has not shared 's1-why'"):
+        store.add_feedback("ana", "s1-why", "Lee", "Seen it.")
+    check_in = store.add_check_in("ana", "s5", GOAL, "In progress", "Asked two families.")
+    on_goal = store.add_feedback("ana", GOAL, "Lee", "A clear measure.", goal=True)
+    on_check_in = store.add_feedback("ana", GOAL, "Lee", "Good start.", check_in=check_in.id)
+    assert [f.text for f in store.feedback("ana", GOAL)] == ["A clear measure."]
+    assert [f.text for f in store.feedback("ana", GOAL, check_in=check_in.id)] == ["Good start."]
+    assert [f.id for f in store.feedback_received("ana")] == [on_check_in.id, on_goal.id], "newest first"
+    with pytest.raises(StoreError, match="no check-in 999"):
+        store.add_feedback("ana", GOAL, "Lee", "Lost.", check_in=999)
+    with pytest.raises(StoreError, match="NUL character"):
+        store.add_feedback("ana", GOAL, "Lee", "a\x00b", goal=True)
+
+
+def test_the_queue_lists_shared_reflections_and_check_ins_without_a_reply_oldest_first_and_empties(store_url):
+    store = with_goal(store_url, "ana", "bea")
+    store.save("ana", "s1", "s1-why", "shared", {"text": "shared"}, done=True, shared=True)
+    store.save("bea", "s1", "s1-why", "responded", {"text": "private"}, done=True)
+    check_in = store.add_check_in("bea", "s5", GOAL, "In progress", "Halfway.")
+    waiting = store.waiting_for_feedback()
+    assert [(w.username, w.kind, w.activity_id) for w in waiting] == [("ana", "reflection", "s1-why"), ("bea", "check-in", GOAL)]
+    assert waiting[0].since <= waiting[1].since and waiting[1].check_in.note == "Halfway."
+    assert all("private" not in repr(w) and "shared" != getattr(w, "text", None) for w in waiting), "names, not what was written"
+
+    store.add_feedback("ana", "s1-why", "Lee", "Thank you.")
+    store.add_feedback("bea", GOAL, "Lee", "Keep going.", check_in=check_in.id)
+    assert store.waiting_for_feedback() == []
+    hours = store.hours_to_first_feedback(utcnow() - timedelta(days=30))
+    assert len(hours) == 2 and all(0 <= h < 1 for h in hours)
+    assert statistics.median(hours) >= 0
+
+
+def test_feedback_is_new_until_the_learner_looks(store_url):
+    store = with_goal(store_url, "ana")
+    store.add_feedback("ana", GOAL, "Lee", "One.", goal=True)
+    assert [f.text for f in store.unseen_feedback("ana")] == ["One."]
+    store.mark_feedback_seen("ana")
+    assert store.unseen_feedback("ana") == []
+    store.add_feedback("ana", GOAL, "Lee", "Two.", goal=True)
+    assert [f.text for f in store.unseen_feedback("ana")] == ["Two."]

@@ -1,0 +1,239 @@
+"""Coaching: feedback from facilitators, dated goal check-ins, and what still waits for a reply.
+
+Feedback answers a reflection the learner shared, a goal, or one check-in on a
+goal. Check-ins are a goal's history: each is kept, dated, never overwritten,
+and logged as an event (verb ``checked-in``) like every save. The queue lists
+what learners offered for feedback (shared reflections, check-ins) that has had
+no reply yet, oldest first. Reflection text never leaves here: the queue names
+activities, not what was written.
+
+Example::
+
+    >>> from companion.store import open_store
+    >>> store = open_store("sqlite:///:memory:")
+    >>> _ = store.save("ana", "s5", "s5-goal-x", "responded", {"goal": "Ask families first"}, done=True)
+    >>> store.add_check_in("ana", "s5", "s5-goal-x", "In progress", "Asked two families.").status
+    'In progress'
+    >>> [w.kind for w in store.waiting_for_feedback()]
+    ['check-in']
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import and_, exists, func, select, update
+from sqlalchemy.orm import Session
+
+from ..errors import StoreError
+from .database import Database
+from .schema import (
+    _EVENT_INSERT,
+    _TOUCH_LEARNER,
+    CheckIn,
+    CheckInRow,
+    EventRow,
+    Feedback,
+    FeedbackRow,
+    LearnerRow,
+    ResponseRow,
+    Waiting,
+    _aware,
+    utcnow,
+)
+
+MAX_FEEDBACK_CHARS = 10_000
+MAX_NOTE_CHARS = 5_000
+CHECKED_IN = "checked-in"  # the event verb of a check-in
+
+
+def _clean(text: str, what: str, limit: int) -> str:
+    """Text a person wrote, refused (with what to do) when it is empty, too long or holds a NUL character."""
+    if not isinstance(text, str) or not text.strip():
+        raise StoreError(f"The {what} is empty; write something before sending it.")
+    if len(text) > limit:
+        raise StoreError(f"The {what} has {len(text):,} characters; the limit is {limit:,}. Shorten it; nothing was saved.")
+    if "\x00" in text:
+        raise StoreError(f"The {what} contains a NUL character (often pasted from another program); remove it; nothing was saved.")
+    return text
+
+
+def _check_in(username: str, row: CheckInRow) -> CheckIn:
+    return CheckIn(row.id, username, row.activity_id, row.status, row.note, _aware(row.at))
+
+
+def _feedback(row: FeedbackRow) -> Feedback:
+    return Feedback(row.author, row.text, _aware(row.at), row.activity_id, row.check_in_id, row.id)
+
+
+class Coaching(Database):
+    """Feedback, goal check-ins and the queue of what waits for a reply."""
+
+    def _learner_row(self, db: Session, username: str) -> LearnerRow:
+        row = db.scalar(select(LearnerRow).where(LearnerRow.username == username))
+        if row is None:
+            raise StoreError(f"No learner '{username}' in the store; check the username (as in the roster).")
+        return row
+
+    # Check-ins ---------------------------------------------------------------
+
+    def add_check_in(self, username: str, session_id: str, activity_id: str, status: str, note: str = "") -> CheckIn:
+        """A dated check-in on a goal the learner has set: its status now, and a note (optional)."""
+        if note:
+            _clean(note, "note", MAX_NOTE_CHARS)
+        if not status or len(status) > 32 or "\x00" in status:
+            raise StoreError("Choose a status for the check-in; nothing was saved.")
+        with self.session() as db:
+            learner = self._learner_row(db, username)
+            goal = db.scalar(select(ResponseRow).where(ResponseRow.learner_id == learner.id, ResponseRow.activity_id == activity_id))
+            if goal is None or not str((goal.value or {}).get("goal") or "").strip():
+                raise StoreError(f"There is no goal saved for '{activity_id}' yet; write the goal first, then check in on it.")
+            now = utcnow()
+            row = CheckInRow(learner_id=learner.id, activity_id=activity_id, status=status, note=note, at=now)
+            db.add(row)
+            db.flush()
+            db.execute(_TOUCH_LEARNER, {"learner": learner.id, "at": now})
+            db.execute(
+                _EVENT_INSERT,
+                dict(learner_id=learner.id, session_id=session_id, activity_id=activity_id, verb=CHECKED_IN,
+                     value={"check_in": row.id, "status": status, "note": note}, at=now),
+            )
+            return _check_in(username, row)
+
+    def check_ins(self, username: str, activity_id: str | None = None) -> list[CheckIn]:
+        """The learner's check-ins (on one goal, or all), oldest first."""
+        with self.session(write=False) as db:
+            query = select(CheckInRow).join(LearnerRow, LearnerRow.id == CheckInRow.learner_id).where(LearnerRow.username == username)
+            if activity_id is not None:
+                query = query.where(CheckInRow.activity_id == activity_id)
+            return [_check_in(username, row) for row in db.scalars(query.order_by(CheckInRow.id))]
+
+    def all_check_ins(self) -> list[CheckIn]:
+        """Every check-in of every learner, oldest first (the goal-history export)."""
+        with self.session(write=False) as db:
+            rows = db.execute(select(CheckInRow, LearnerRow.username).join(LearnerRow, LearnerRow.id == CheckInRow.learner_id).order_by(CheckInRow.id))
+            return [_check_in(username, row) for row, username in rows]
+
+    # Feedback ----------------------------------------------------------------
+
+    def add_feedback(
+        self, username: str, activity_id: str, author: str, text: str, *, check_in: int | None = None, goal: bool = False,
+        max_chars: int = MAX_FEEDBACK_CHARS,
+    ) -> Feedback:
+        """Feedback from a facilitator on a reflection the learner shared, on a goal (``goal=True``), or on one check-in.
+
+        A reflection the learner did not share cannot take feedback: the facilitator has not seen it."""
+        _clean(text, "feedback", max_chars)
+        with self.session() as db:
+            learner = self._learner_row(db, username)
+            if check_in is not None:
+                found = db.scalar(
+                    select(CheckInRow).where(CheckInRow.id == check_in, CheckInRow.learner_id == learner.id, CheckInRow.activity_id == activity_id)
+                )
+                if found is None:
+                    raise StoreError(f"{username} has no check-in {check_in} on '{activity_id}'; nothing was saved.")
+            else:
+                row = db.scalar(select(ResponseRow).where(ResponseRow.learner_id == learner.id, ResponseRow.activity_id == activity_id))
+                if row is None or not (row.shared or goal):
+                    raise StoreError(f"{username} has not shared '{activity_id}', so it cannot take feedback; nothing was saved.")
+            now = utcnow()
+            row = FeedbackRow(learner_id=learner.id, activity_id=activity_id, author=author, text=text, at=now, check_in_id=check_in)
+            db.add(row)
+            db.flush()
+            return _feedback(row)
+
+    def feedback(self, username: str, activity_id: str, check_in: int | None = None) -> list[Feedback]:
+        """Feedback on one of the learner's reflections or goals (not its check-ins), or on one check-in; oldest first."""
+        with self.session() as db:
+            query = (
+                select(FeedbackRow)
+                .join(LearnerRow, LearnerRow.id == FeedbackRow.learner_id)
+                .where(LearnerRow.username == username, FeedbackRow.activity_id == activity_id)
+            )
+            query = query.where(FeedbackRow.check_in_id.is_(None) if check_in is None else FeedbackRow.check_in_id == check_in)
+            return [_feedback(row) for row in db.scalars(query.order_by(FeedbackRow.id))]
+
+    def feedback_received(self, username: str) -> list[Feedback]:
+        """Everything facilitators wrote to the learner, newest first."""
+        with self.session(write=False) as db:
+            rows = db.scalars(
+                select(FeedbackRow)
+                .join(LearnerRow, LearnerRow.id == FeedbackRow.learner_id)
+                .where(LearnerRow.username == username)
+                .order_by(FeedbackRow.at.desc(), FeedbackRow.id.desc())
+            )
+            return [_feedback(row) for row in rows]
+
+    def unseen_feedback(self, username: str) -> list[Feedback]:
+        """Feedback that arrived since the learner last looked (:meth:`mark_feedback_seen`), newest first."""
+        with self.session(write=False) as db:
+            seen = db.scalar(select(LearnerRow.feedback_seen_at).where(LearnerRow.username == username))
+        return [item for item in self.feedback_received(username) if seen is None or item.at > _aware(seen)]
+
+    def mark_feedback_seen(self, username: str, at: datetime | None = None) -> None:
+        """The learner has read their feedback (up to ``at``, now by default)."""
+        with self.session() as db:
+            db.execute(update(LearnerRow).where(LearnerRow.username == username).values(feedback_seen_at=at or utcnow()))
+
+    # The queue ---------------------------------------------------------------
+
+    def waiting_for_feedback(self, limit: int | None = None) -> list[Waiting]:
+        """Shared reflections and goal check-ins with no feedback yet, oldest first.
+
+        A reflection waits from when it was first shared (its "shared" event), or
+        from its last save when the log holds no such event."""
+        with self.session(write=False) as db:
+            shared_at = (
+                select(EventRow.learner_id, EventRow.activity_id, func.min(EventRow.at).label("at"))
+                .where(EventRow.verb == "shared")
+                .group_by(EventRow.learner_id, EventRow.activity_id)
+                .subquery()
+            )
+            answered = exists().where(
+                FeedbackRow.learner_id == ResponseRow.learner_id, FeedbackRow.activity_id == ResponseRow.activity_id,
+                FeedbackRow.check_in_id.is_(None),
+            )
+            reflections = db.execute(
+                select(LearnerRow.username, LearnerRow.name, LearnerRow.cohort, ResponseRow.activity_id,
+                       func.coalesce(shared_at.c.at, ResponseRow.updated_at))
+                .join(LearnerRow, LearnerRow.id == ResponseRow.learner_id)
+                .outerjoin(shared_at, and_(shared_at.c.learner_id == ResponseRow.learner_id, shared_at.c.activity_id == ResponseRow.activity_id))
+                .where(ResponseRow.shared.is_(True), ~answered)
+            ).all()
+            replied = exists().where(FeedbackRow.check_in_id == CheckInRow.id)
+            check_ins = db.execute(
+                select(CheckInRow, LearnerRow.username, LearnerRow.name, LearnerRow.cohort)
+                .join(LearnerRow, LearnerRow.id == CheckInRow.learner_id)
+                .where(~replied)
+            ).all()
+        waiting = [Waiting(u, n, c, a, "reflection", _aware(at)) for u, n, c, a, at in reflections]
+        waiting += [Waiting(u, n, c, row.activity_id, "check-in", _aware(row.at), _check_in(u, row)) for row, u, n, c in check_ins]
+        waiting.sort(key=lambda w: (w.since, w.username, w.activity_id))
+        return waiting[:limit] if limit is not None else waiting
+
+    def hours_to_first_feedback(self, since: datetime) -> list[float]:
+        """For each reflection shared or check-in made since ``since`` that has had feedback: hours until the first."""
+        with self.session(write=False) as db:
+            shared = db.execute(
+                select(EventRow.learner_id, EventRow.activity_id, func.min(EventRow.at))
+                .where(EventRow.verb == "shared")
+                .group_by(EventRow.learner_id, EventRow.activity_id)
+            ).all()
+            first = {
+                (learner, activity): at
+                for learner, activity, at in db.execute(
+                    select(FeedbackRow.learner_id, FeedbackRow.activity_id, func.min(FeedbackRow.at))
+                    .where(FeedbackRow.check_in_id.is_(None))
+                    .group_by(FeedbackRow.learner_id, FeedbackRow.activity_id)
+                )
+            }
+            check_ins = db.execute(
+                select(CheckInRow.at, func.min(FeedbackRow.at))
+                .join(FeedbackRow, FeedbackRow.check_in_id == CheckInRow.id)
+                .where(CheckInRow.at >= since)
+                .group_by(CheckInRow.id, CheckInRow.at)
+            ).all()
+        since = _aware(since)
+        pairs = [(_aware(at), _aware(first[(l, a)])) for l, a, at in shared if (l, a) in first and _aware(at) >= since]
+        pairs += [(_aware(asked), _aware(answered)) for asked, answered in check_ins]
+        return [max(0.0, (answered - asked).total_seconds() / 3600) for asked, answered in pairs]
