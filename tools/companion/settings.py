@@ -67,6 +67,29 @@ class ServerSettings:
 
 
 @dataclass(frozen=True)
+class EmailSettings:
+    """Where ``companion remind`` sends mail ([email] in course.toml).
+
+    The login is never in the course file: it comes from the environment,
+    ``COMPANION_SMTP_USER`` and ``COMPANION_SMTP_PASSWORD`` (none: no login)."""
+
+    host: str = ""  # empty: no mail server yet; `companion remind` says what to set
+    port: int = 587
+    sender: str = ""
+    starttls: bool = True
+    quiet_days: int = 7  # never write to the same person about the same thing within this many days
+
+
+@dataclass(frozen=True)
+class CoachingSettings:
+    """What the pages tell learners about who receives their goals ([coaching] in course.toml)."""
+
+    # Whether the agency's evaluation system receives the goals set here. The seeds do not say it
+    # does, so by default the pages say goals stay in this series' record.
+    goals_in_evaluation_record: bool = False
+
+
+@dataclass(frozen=True)
 class Settings:
     root: Path
     home: Path
@@ -79,6 +102,8 @@ class Settings:
     competencies: tuple[Competency, ...]
     sessions: tuple[Session, ...]
     server: ServerSettings
+    email: EmailSettings = EmailSettings()
+    coaching: CoachingSettings = CoachingSettings()
 
     def session(self, session_id: str) -> Session:
         for session in self.sessions:
@@ -173,6 +198,7 @@ def load_settings(root: Path | str | None = None) -> Settings:
         raise SettingsError(
             f"{path}: [server] facilitators is {facilitators!r}; write a list of usernames, e.g. [\"lee\", \"kim\"]."
         )
+    email, coaching = _email(data.get("email", {}), path), _coaching(data.get("coaching", {}), path)
     home = Path(os.environ.get("COMPANION_HOME") or root / "reflections").resolve()
     return Settings(
         root=root,
@@ -193,4 +219,36 @@ def load_settings(root: Path | str | None = None) -> Settings:
             https=server.get("https", False),
             facilitators=tuple(facilitators),
         ),
+        email=email,
+        coaching=coaching,
     )
+
+
+def _typed(table: dict, key: str, kind: type, default, where: str, path: Path):
+    value = table.get(key, default)
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        example = {bool: "true or false, without quotes", int: "a whole number", str: "text in quotes"}[kind]
+        raise SettingsError(f"{path}: {where} {key} is {value!r}; write {example}.")
+    return value
+
+
+def _email(table: dict, path: Path) -> EmailSettings:
+    if not isinstance(table, dict):
+        raise SettingsError(f"{path}: [email] must be a table of settings (host, port, sender, starttls, quiet_days).")
+    defaults = EmailSettings()
+    settings = EmailSettings(
+        host=_typed(table, "host", str, defaults.host, "[email]", path),
+        port=_typed(table, "port", int, defaults.port, "[email]", path),
+        sender=_typed(table, "sender", str, defaults.sender, "[email]", path),
+        starttls=_typed(table, "starttls", bool, defaults.starttls, "[email]", path),
+        quiet_days=_typed(table, "quiet_days", int, defaults.quiet_days, "[email]", path),
+    )
+    if not 0 < settings.port < 65536 or settings.quiet_days < 0:
+        raise SettingsError(f"{path}: [email] port must be 1 to 65535 and quiet_days 0 or more.")
+    return settings
+
+
+def _coaching(table: dict, path: Path) -> CoachingSettings:
+    if not isinstance(table, dict):
+        raise SettingsError(f"{path}: [coaching] must be a table of settings (goals_in_evaluation_record).")
+    return CoachingSettings(goals_in_evaluation_record=_typed(table, "goals_in_evaluation_record", bool, False, "[coaching]", path))

@@ -92,6 +92,16 @@ class Reflection(Activity):
 
 
 
+def goal_privacy(settings) -> str:
+    """Who reads a goal, as the course's [coaching] setting says: the words every goal box and page use."""
+    if settings.coaching.goals_in_evaluation_record:
+        return ("Goals are not private: your facilitator reads them and can give feedback, and they go to the agency's "
+                "evaluation record with your check-ins.")
+    return ("Goals are not private like your reflections: your facilitator reads them and can give feedback. They stay in "
+            "this series' record, not the agency's evaluation record; ask your evaluator how they connect to your own "
+            "evaluation goals.")
+
+
 class Goal(Activity):
     """A leadership goal tied to a competency: the goal, how success is measured, a target date, progress.
 
@@ -110,9 +120,7 @@ class Goal(Activity):
         heading = widgets.HTML(
             f'<h3 class="companion-competency">Goal: {escape(name)}</h3>'
             + (f'<p class="companion-prompt">{escape(prompt)}</p>' if prompt else "")
-            + '<p class="companion-note">Goals are not private like your reflections: they are part of this '
-            "series' record, which your facilitator can export for the agency's evaluation process, with your "
-            "progress updates. Ask your evaluator how they connect to your own evaluation goals.</p>"
+            + f'<p class="companion-note">{escape(goal_privacy(self.workbook.settings))}</p>'
         )
         self.goal = self._text_box("goal", "My goal", placeholder="What will you do, with whom, and why?")
         self.measure = self._text_box("measure", "How I will know I met it (success measure)")
