@@ -90,3 +90,18 @@ def test_feedback_is_new_until_the_learner_looks(store_url):
     assert store.unseen_feedback("ana") == []
     store.add_feedback("ana", GOAL, "Lee", "Two.", goal=True)
     assert [f.text for f in store.unseen_feedback("ana")] == ["Two."]
+
+
+def test_a_reminder_sent_is_remembered_for_the_quiet_period(store_url):
+    store = with_goal(store_url)
+    store.record_reminder("ana@example.org", "not-started", "Your first session is waiting", at=utcnow() - timedelta(days=10))
+    store.record_reminder("lee@example.org", "digest", "3 items wait for your feedback")
+    assert store.reminders_sent(utcnow() - timedelta(days=7)) == {("lee@example.org", "digest")}
+    assert len(store.reminders_sent(utcnow() - timedelta(days=30))) == 2
+
+
+def test_a_facilitator_sees_goals_and_ratings_whole_and_reflections_only_when_shared(store_url):
+    store = with_goal(store_url, "ana")
+    store.save("ana", "s1", "s1-why", "responded", {"text": "private"}, done=True)
+    seen = {r.activity_id: r.value for r in store.facilitator_view("ana", visible=frozenset({GOAL}))}
+    assert seen[GOAL]["goal"] == "ana's goal" and seen["s1-why"] is None

@@ -35,7 +35,7 @@ from .reads import Reads
 from .saves import Saves
 from .schema import (
     CONFLICTED, HEAD_REVISION, CheckIn, CheckInRow, Waiting, MAX_VALUE_BYTES, PROGRESS_RULE, RULE_CHECK_SECONDS, UNCHECKED, Base, CompletionRule,
-    Event, EventRow, Feedback, FeedbackRow, Learner, LearnerRow, MetaRow, ProgressRow, ProgressSummary, Response,
+    Event, EventRow, Feedback, FeedbackRow, Learner, LearnerRow, MetaRow, ProgressRow, ReminderRow, ProgressSummary, Response,
     ResponseRow, utcnow,
 )
 
@@ -43,7 +43,7 @@ from .schema import (
 __all__ = [
     "CHECKED_IN", "CONFLICTED", "HEAD_REVISION", "CheckIn", "CheckInRow", "Coaching", "Waiting", "MAX_VALUE_BYTES", "PROGRESS_RULE", "READ_ONLY", "RULE_CHECK_SECONDS", "UNCHECKED",
     "Base", "CompletionRule", "Database", "Event", "EventRow", "Feedback", "FeedbackRow", "Learner", "LearnerRow",
-    "MetaRow", "ProgressRow", "ProgressSummary", "Reads", "Response", "ResponseRow", "Saves", "Store", "open_store",
+    "MetaRow", "ProgressRow", "ReminderRow", "ProgressSummary", "Reads", "Response", "ResponseRow", "Saves", "Store", "open_store",
     "utcnow",
 ]
 

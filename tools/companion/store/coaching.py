@@ -36,6 +36,7 @@ from .schema import (
     Feedback,
     FeedbackRow,
     LearnerRow,
+    ReminderRow,
     ResponseRow,
     Waiting,
     _aware,
@@ -77,8 +78,10 @@ class Coaching(Database):
 
     # Check-ins ---------------------------------------------------------------
 
-    def add_check_in(self, username: str, session_id: str, activity_id: str, status: str, note: str = "") -> CheckIn:
-        """A dated check-in on a goal the learner has set: its status now, and a note (optional)."""
+    def add_check_in(
+        self, username: str, session_id: str, activity_id: str, status: str, note: str = "", at: datetime | None = None
+    ) -> CheckIn:
+        """A dated check-in on a goal the learner has set: its status now (or at ``at``), and a note (optional)."""
         if note:
             _clean(note, "note", MAX_NOTE_CHARS)
         if not status or len(status) > 32 or "\x00" in status:
@@ -88,7 +91,7 @@ class Coaching(Database):
             goal = db.scalar(select(ResponseRow).where(ResponseRow.learner_id == learner.id, ResponseRow.activity_id == activity_id))
             if goal is None or not str((goal.value or {}).get("goal") or "").strip():
                 raise StoreError(f"There is no goal saved for '{activity_id}' yet; write the goal first, then check in on it.")
-            now = utcnow()
+            now = at or utcnow()
             row = CheckInRow(learner_id=learner.id, activity_id=activity_id, status=status, note=note, at=now)
             db.add(row)
             db.flush()
@@ -237,3 +240,16 @@ class Coaching(Database):
         pairs = [(_aware(at), _aware(first[(l, a)])) for l, a, at in shared if (l, a) in first and _aware(at) >= since]
         pairs += [(_aware(asked), _aware(answered)) for asked, answered in check_ins]
         return [max(0.0, (answered - asked).total_seconds() / 3600) for asked, answered in pairs]
+
+    # Reminders sent ------------------------------------------------------------
+
+    def reminders_sent(self, since: datetime) -> set[tuple[str, str]]:
+        """(recipient, topic) of every reminder sent since ``since``: the quiet period's memory."""
+        with self.session(write=False) as db:
+            rows = db.execute(select(ReminderRow.recipient, ReminderRow.topic).where(ReminderRow.sent_at >= since))
+            return {(recipient, topic) for recipient, topic in rows}
+
+    def record_reminder(self, recipient: str, topic: str, subject: str, at: datetime | None = None) -> None:
+        """Remember that a reminder was sent (only after the mail server accepted it)."""
+        with self.session() as db:
+            db.add(ReminderRow(recipient=recipient, topic=topic, subject=subject, sent_at=at or utcnow()))

@@ -189,8 +189,11 @@ class Reads(Database):
             )
             return [_response(username, row) for row, username in rows]
 
-    def facilitator_view(self, username: str) -> list[Response]:
-        """What a facilitator may see of one learner: every response, its value only if the learner shared it."""
+    def facilitator_view(self, username: str, visible: frozenset[str] = frozenset()) -> list[Response]:
+        """What a facilitator may see of one learner: every response, its value only if the learner shared it.
+
+        ``visible`` names activities that are never private (goals and self-ratings):
+        their values come whole. Reflections come only when shared."""
         with self.session() as db:
             rows = db.scalars(
                 select(ResponseRow)
@@ -199,7 +202,8 @@ class Reads(Database):
                 .order_by(ResponseRow.id)
             )
             return [
-                Response(username, r.session_id, r.activity_id, r.value if r.shared else None, r.done, r.shared, _aware(r.updated_at))
+                Response(username, r.session_id, r.activity_id, r.value if (r.shared or r.activity_id in visible) else None,
+                         r.done, r.shared, _aware(r.updated_at))
                 for r in rows
             ]
 

@@ -115,6 +115,17 @@ class CheckInRow(Base):
     at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
+class ReminderRow(Base):
+    """A message ``companion remind`` sent: to whom, about what (a topic key), and when."""
+
+    __tablename__ = "reminders"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    recipient: Mapped[str] = mapped_column(String(254), nullable=False)
+    topic: Mapped[str] = mapped_column(String(200), nullable=False)
+    subject: Mapped[str] = mapped_column(Text, nullable=False)
+    sent_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
 class ProgressRow(Base):
     """Per learner and session: required activities done, and when the session was completed.
 

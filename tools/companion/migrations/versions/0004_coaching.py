@@ -3,7 +3,9 @@
 ``check_ins`` keeps every check-in on a goal (its status and note, dated), the
 goal's history; feedback may now answer one (``feedback.check_in_id``) or the
 goal itself. ``learners.feedback_seen_at`` lets the home page mark feedback
-that arrived since the learner last looked.
+that arrived since the learner last looked. ``reminders`` records each message
+``companion remind`` sent, so no one is written to twice about the same thing
+within the quiet period.
 
 Revision ID: 0004
 Revises: 0003
@@ -30,3 +32,12 @@ def upgrade() -> None:
     op.add_column("feedback", sa.Column("check_in_id", sa.Integer, nullable=True))
     op.create_index("ix_feedback_check_in", "feedback", ["check_in_id"])
     op.add_column("learners", sa.Column("feedback_seen_at", sa.DateTime(timezone=True), nullable=True))
+    op.create_table(
+        "reminders",
+        sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+        sa.Column("recipient", sa.String(254), nullable=False),
+        sa.Column("topic", sa.String(200), nullable=False),
+        sa.Column("subject", sa.Text, nullable=False),
+        sa.Column("sent_at", sa.DateTime(timezone=True), nullable=False),
+    )
+    op.create_index("ix_reminders_recipient_topic", "reminders", ["recipient", "topic"])
