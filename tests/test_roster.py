@@ -99,3 +99,22 @@ def test_the_import_command_refuses_a_malformed_file_whole(course, tmp_path, cap
 def test_the_import_command_names_a_missing_file(course, tmp_path, capsys):
     assert main(["roster", "import", str(tmp_path / "nope.csv")]) == 2
     assert "nope.csv does not exist" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "row, message",
+    [
+        ("bea,Bea\x00,bea@example.org,North,HR", "line 3 holds a NUL character"),
+        ("bea," + "x" * 140_000 + ",bea@example.org,North,HR", "Line 3 of roster.csv cannot be read as CSV (field larger than field limit"),
+        ('bea,"Bea,bea@example.org,North,HR\ncy,' + "y" * 140_000, "cannot be read as CSV"),
+    ],
+    ids=["nul", "huge-field", "runaway-quote"],
+)
+def test_a_roster_with_a_nul_or_a_huge_field_is_one_message_exit_2_and_imports_nothing(course, tmp_path, capsys, row, message):
+    roster = tmp_path / "roster.csv"
+    roster.write_text("username,name,email,cohort,department\nana,Ana,ana@example.org,North,HR\n" + row + "\n", encoding="utf-8")
+    assert main(["roster", "import", str(roster)]) == 2
+    captured = capsys.readouterr()
+    assert message in captured.err and "Nothing was imported" in captured.err
+    assert "Traceback" not in captured.err + captured.out
+    assert open_store(course.db_url).learners() == []

@@ -29,7 +29,21 @@ MAX_FIELD = 200
 
 def parse_roster(text: str, label: str = "roster.csv") -> list[dict]:
     """Validate roster CSV text; every problem at once in one :class:`RosterError`."""
-    rows = list(csv.reader(io.StringIO(text.lstrip("\ufeff"))))
+    text = text.lstrip("\ufeff")
+    if "\x00" in text:
+        lines = [str(n) for n, line in enumerate(text.splitlines(), 1) if "\x00" in line]
+        raise RosterError(
+            f"{label}: line {', '.join(lines[:10])} holds a NUL character, which is not text; the file may be a "
+            "spreadsheet saved in another format. Save it as 'CSV UTF-8' and try again. Nothing was imported."
+        )
+    reader = csv.reader(io.StringIO(text))
+    try:
+        rows = list(reader)
+    except csv.Error as error:
+        raise RosterError(
+            f"Line {reader.line_num} of {label} cannot be read as CSV ({error}); a roster field holds at most "
+            f"{MAX_FIELD} characters, so look for a stray quote mark that runs on. Nothing was imported."
+        )
     if not rows or not any(cell.strip() for cell in rows[0]):
         raise RosterError(f"{label} is empty; it needs a header line: {', '.join(COLUMNS)}.")
     header = [cell.strip().lower() for cell in rows[0]]
