@@ -1,0 +1,74 @@
+"""Who may open the facilitator dashboard, and the personal link that opens it.
+
+By the mode the server runs in:
+
+- **JupyterHub**: ``JUPYTERHUB_USER`` must be on ``[server] facilitators`` in
+  ``course/course.toml``.
+- **link** (and local): ``?facilitator=<key>``, a key signed with the server's
+  secret for the purpose "facilitator" (``companion dashboard --name NAME``
+  prints the link), so a learner's personal link never opens it. When the list
+  is not empty, NAME must be on it too: taking a name off revokes its key.
+- **local** only: the local learner (``COMPANION_LEARNER`` or the login) on the
+  list opens it without a key.
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+from typing import Mapping
+from urllib.parse import quote
+
+from .. import identity
+from ..errors import LinkError
+from ..settings import Settings
+
+DASHBOARD_PAGE = "dashboard"
+
+
+def facilitator(settings: Settings, query: str | None, environ: Mapping[str, str] = os.environ) -> str:
+    """The facilitator opening the dashboard; :class:`LinkError` says why this person may not."""
+    allowed = settings.server.facilitators
+    listed = "[server] facilitators in course/course.toml"
+    hub_user = environ.get("JUPYTERHUB_USER")
+    if hub_user:
+        if hub_user in allowed:
+            return hub_user
+        raise LinkError(
+            f"The facilitator dashboard is only for facilitators, and {hub_user} is not on the list of "
+            f"facilitators ({listed}). Ask the course administrator to add you. Nothing is shown."
+        )
+    token = identity.token_from_query(query, identity.FACILITATOR_PARAMETER)
+    if token:
+        try:
+            name = identity.verify(token, identity.server_secret(settings.home), purpose="facilitator")
+        except LinkError as error:
+            if str(error).startswith("This link expired"):
+                raise LinkError("This facilitator link has expired. Ask the course administrator for a new one ('companion dashboard --name YOUR-NAME'). Nothing is shown.")
+            raise LinkError(
+                "This is not a valid facilitator link: it may have been copied incompletely, or it is a learner's "
+                "link. Ask the course administrator for yours ('companion dashboard --name YOUR-NAME'). Nothing is shown."
+            )
+        if allowed and name not in allowed:
+            raise LinkError(f"{name} is no longer on the list of facilitators ({listed}), so this link does not open the dashboard. Nothing is shown.")
+        return name
+    if environ.get("COMPANION_IDENTITY", "local") == "local":
+        local = environ.get("COMPANION_LEARNER") or getpass.getuser()
+        if local in allowed:
+            return local
+    raise LinkError(
+        "The facilitator dashboard opens only with a facilitator link; a learner's personal link does not open it. "
+        "Ask the course administrator for yours ('companion dashboard --name YOUR-NAME'). Nothing is shown."
+    )
+
+
+def facilitator_link(settings: Settings, base_url: str, name: str, days: float | None = None) -> str:
+    """The dashboard's address with a signed facilitator key for ``name`` (what ``companion dashboard`` prints)."""
+    allowed = settings.server.facilitators
+    if allowed and name not in allowed:
+        raise LinkError(
+            f"{name} is not on the list of facilitators ([server] facilitators in course/course.toml: "
+            f"{', '.join(allowed)}). Add them there first; a link for them would not open the dashboard."
+        )
+    token = identity.sign(name, identity.server_secret(settings.home), days or settings.server.link_days, purpose="facilitator")
+    return f"{base_url.rstrip('/')}/{DASHBOARD_PAGE}?{identity.FACILITATOR_PARAMETER}={quote(token)}"
