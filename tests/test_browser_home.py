@@ -73,7 +73,7 @@ def test_the_home_page_is_at_the_root_and_its_links_keep_the_token(server, page)
     assert "Signed in as dan" in page.inner_text(".companion-signed-in")
 
     hrefs = page.locator(".companion-home a").evaluate_all("links => links.map(a => a.getAttribute('href'))")
-    assert sorted(hrefs) == sorted([f"/session/1?learner={link}", f"/session/1?learner={link}", f"/session/2?learner={link}"])
+    assert sorted(hrefs) == sorted([f"/session/1?learner={link}", f"/session/1?learner={link}", f"/session/2?learner={link}", f"/growth?learner={link}"])
     # Links look like links: underlined, in the theme's blue.
     style = page.locator('li[data-session="s2"] a').evaluate("a => [getComputedStyle(a).textDecorationLine, getComputedStyle(a).color]")
     assert style == ["underline", "rgb(29, 79, 145)"]

@@ -1,7 +1,7 @@
 """Every page reads comfortably on a laptop (1280x900) and on a phone (390x844), in real Chromium.
 
 One real ``companion serve`` on the real course; for each width, the home page,
-the six sessions and the facilitator dashboard are opened and checked in the
+the six sessions, the facilitator dashboard and the learner's growth page are opened and checked in the
 browser:
 
 - no text is cut off: no element with text of its own is larger than a box that
@@ -32,7 +32,7 @@ pytestmark = pytest.mark.browser
 
 SESSIONS = load_settings(REPO).sessions
 VIEWPORTS = {"1280x900": {"width": 1280, "height": 900}, "390x844": {"width": 390, "height": 844}}
-PAGES = ["home"] + [f"session-{s.number}" for s in SESSIONS] + ["dashboard"]
+PAGES = ["home"] + [f"session-{s.number}" for s in SESSIONS] + ["dashboard", "growth"]
 FACILITATOR = "lee"
 
 # Shared by the checks below: whether an element is drawn at all, and the text it holds itself.
@@ -158,9 +158,11 @@ def server(tmp_path_factory):
 
 
 def page_url(server: Server, name: str) -> str:
-    """The friendly address a person opens: ``/``, ``/session/<n>``, ``/dashboard``."""
+    """The friendly address a person opens: ``/``, ``/session/<n>``, ``/dashboard``, ``/growth``."""
     if name == "home":
         return server.url + "/"
+    if name == "growth":
+        return server.url + "/growth"
     if name == "dashboard":
         key = identity.sign(FACILITATOR, identity.server_secret(server.home), purpose="facilitator")
         return f"{server.url}/dashboard?facilitator={key}"
@@ -173,8 +175,13 @@ def open_page(page, server: Server, name: str) -> None:
         open_session(page, url)
         page.wait_for_selector("text=Finish this session", timeout=180_000)
     else:
+        if name == "growth":  # with a start rating and a goal, so the chart, the tables and a check-in form show
+            store = server.store()
+            store.save("dee", "s1", "s1-start-cultural-proficiency", "answered", {"ratings": [2, 3, 1, 2], "score": 2.0}, done=True)
+            store.save("dee", "s5", "s5-goal-cultural-proficiency", "responded", {"goal": "Call three families", "measure": "Notes", "target": "2027-03-01"}, done=True)
         page.goto(url, timeout=180_000)
-        page.wait_for_selector(".companion-sessions" if name == "home" else ".companion-dashboard", timeout=180_000)
+        selector = {"home": ".companion-sessions", "growth": ".companion-growth h2"}.get(name, ".companion-dashboard")
+        page.wait_for_selector(selector, timeout=180_000)
     page.evaluate("document.fonts.ready")
     page.wait_for_timeout(300)  # the last widgets' layout
 

@@ -7,8 +7,9 @@ The server renders it from a one-cell notebook (``home.ipynb``, at ``/``)::
 
 It says who is signed in (their name from the roster when there is one), how
 many sessions they have completed, offers a "Continue" (or "Start") link to the
-first session not yet complete, and lists every session with its status in
-words. Its links keep the learner's personal token (:mod:`companion.paths`).
+first session not yet complete, links to "My growth and goals"
+(:mod:`companion.growth`), saying when new feedback waits there, and lists
+every session with its status in words. Its links keep the learner's personal token (:mod:`companion.paths`).
 Dates are written in UTC and marked up as ``<time class="companion-local">``
 (:func:`companion.activities.local_time`), which the page script shows in the
 learner's own time zone.
@@ -24,6 +25,7 @@ from . import identity, paths
 from .activities import _query_string, local_time, signed_in_html
 from .catalog import load_catalog
 from .errors import CourseError
+from .growth import new_feedback_summary
 from .progress import COMPLETE, NOT_STARTED, SessionProgress, learner_progress
 from .settings import Session, load_settings
 from .store import open_store
@@ -51,6 +53,19 @@ def next_step_html(sessions: tuple[Session, ...], progress: list[SessionProgress
                 f"{verb}: Session {session.number} — {escape(session.title)}</a></p>"
             )
     return '<p class="companion-next companion-all-done">You have completed every session. Well done.</p>'
+
+
+def growth_html(store, catalog, username: str, query: str) -> str:
+    """The link to "My growth and goals", and above it "New feedback on 2 reflections" when some is new."""
+    link = escape(paths.growth_link(query))
+    summary = new_feedback_summary(store, catalog, username)
+    new = (
+        f'<p class="companion-new-feedback" role="status"><a href="{link}">{escape(summary)}</a></p>' if summary else ""
+    )
+    return (
+        f'{new}<p class="companion-growth-line"><a class="companion-growth-link" href="{link}">My growth and goals</a>: '
+        "your self-ratings, your goals and their check-ins, feedback from your facilitator, and your journal.</p>"
+    )
 
 
 class Home(widgets.VBox):
@@ -81,6 +96,7 @@ class Home(widgets.VBox):
                 f"You have completed {done} of {len(progress)} sessions.</p>"
             )
             parts.append(next_step_html(settings.sessions, progress, query))
+            parts.append(growth_html(store, catalog, who.username, query))
             parts.append(f"<p>{escape(settings.description)}</p>")
             items = []
             for session, state in zip(settings.sessions, progress):

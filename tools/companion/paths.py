@@ -1,8 +1,8 @@
 """Where each page lives: the friendly addresses a learner sees, clicks and pastes into Canvas.
 
 ``companion serve`` answers ``/`` (the learner's home page), ``/session/<n>``
-(session n's workbook, n its number in course.toml) and ``/dashboard`` (the
-facilitator dashboard); ``/voila/render/<file>`` keeps working for old links.
+(session n's workbook, n its number in course.toml), ``/growth`` (the learner's
+"My growth and goals") and ``/dashboard`` (the facilitator dashboard); ``/voila/render/<file>`` keeps working for old links.
 The pages' own links are built here, so they keep the learner's personal token.
 
 Under JupyterHub there are no friendly addresses: Voila runs inside each
@@ -27,9 +27,11 @@ from .settings import Session
 
 HOME_PATH = ""
 DASHBOARD_PATH = "dashboard"
+GROWTH_PATH = "growth"
 # The notebook files the server renders: the friendly paths name these (see companion.server).
 HOME_NOTEBOOK = "home.ipynb"
 DASHBOARD_NOTEBOOK = "dashboard.ipynb"
+GROWTH_NOTEBOOK = "growth.ipynb"
 
 
 def session_path(session: Session) -> str:
@@ -59,6 +61,13 @@ def home_link(query: str | None = None) -> str:
     if under_hub():
         return HOME_NOTEBOOK + token_query(query)
     return _base_url() + HOME_PATH + token_query(query)
+
+
+def growth_link(query: str | None = None) -> str:
+    """The learner's "My growth and goals" page (``/growth``), keeping their personal token from ``query``."""
+    if under_hub():
+        return GROWTH_NOTEBOOK + token_query(query)
+    return _base_url() + GROWTH_PATH + token_query(query)
 
 
 def session_link(session: Session, query: str | None = None) -> str:

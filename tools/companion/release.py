@@ -27,6 +27,7 @@ from pathlib import Path
 
 from .errors import ReleaseError
 from .paths import DASHBOARD_NOTEBOOK as DASHBOARD_FILE
+from .paths import GROWTH_NOTEBOOK as GROWTH_FILE
 from .paths import HOME_NOTEBOOK as HOME_FILE
 from .settings import Settings
 
@@ -61,6 +62,13 @@ DASHBOARD_NOTEBOOK = {
     "metadata": {"kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"}},
     "nbformat": 4,
     "nbformat_minor": 5,
+}
+
+
+# The learner's "My growth and goals" page (companion.growth), at /growth.
+GROWTH_NOTEBOOK = {
+    **HOME_NOTEBOOK,
+    "cells": [{**HOME_NOTEBOOK["cells"][0], "id": "growth", "source": "from companion.growth import Growth\nGrowth()"}],
 }
 
 
@@ -99,6 +107,7 @@ def page_titles(settings: Settings) -> dict[str, str]:
     titles = {session.page: f"Session {session.number}: {session.title} — {settings.title}" for session in settings.sessions}
     titles[HOME_FILE] = f"My sessions — {settings.title}"
     titles[DASHBOARD_FILE] = f"Facilitator dashboard — {settings.title}"
+    titles[GROWTH_FILE] = f"My growth and goals — {settings.title}"
     return titles
 
 
@@ -169,7 +178,7 @@ def release(settings: Settings, progress=None) -> list[Path]:
         pages.append(site / session.page)
         if progress:
             progress(session)
-    for name, notebook in ((HOME_FILE, HOME_NOTEBOOK), (DASHBOARD_FILE, DASHBOARD_NOTEBOOK)):
+    for name, notebook in ((HOME_FILE, HOME_NOTEBOOK), (DASHBOARD_FILE, DASHBOARD_NOTEBOOK), (GROWTH_FILE, GROWTH_NOTEBOOK)):
         page = _with_title(notebook, titles[name])
         (site / name).write_text(json.dumps(page, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
     return pages

@@ -131,6 +131,7 @@ def kernel_environment(settings: Settings, mode: str) -> dict[str, str]:
 def page_routes(settings: Settings) -> dict[str, str]:
     """The notebook file each friendly path renders: ``""`` home, ``session/<n>``, ``dashboard``."""
     routes = {paths.HOME_PATH: paths.HOME_NOTEBOOK, paths.DASHBOARD_PATH: paths.DASHBOARD_NOTEBOOK}
+    routes[paths.GROWTH_PATH] = paths.GROWTH_NOTEBOOK
     routes.update({paths.session_path(session): session.page for session in settings.sessions})
     return routes
 
@@ -216,6 +217,7 @@ def _voila_class(settings: Settings | None = None):
             friendly = [
                 (self.server_url, page, arguments),
                 (url_path_join(self.server_url, r"/(dashboard)/?"), page, arguments),
+                (url_path_join(self.server_url, r"/(growth)/?"), page, arguments),
                 (url_path_join(self.server_url, r"/(session/[^/]*)/?"), page, arguments),
             ]
             # Voila's own "/" handler (the file tree) is replaced by the home page.
