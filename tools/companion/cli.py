@@ -154,8 +154,62 @@ def cmd_export_xapi(args) -> int:
 def cmd_export_journal(args) -> int:
     from .exports import write_journal
 
-    path = write_journal(*_store_and_catalog(), args.learner, args.output or f"journal-{args.learner}.html", args.format)
-    print(f"Wrote {args.learner}'s reflection journal to {path}.")
+    output = args.output or f"journal-{args.learner}.html"
+    path = write_journal(*_store_and_catalog(), args.learner, output, args.format, include_private=args.include_private)
+    held = "every reflection, private ones included" if args.include_private else "shared reflections only; add --include-private for all"
+    print(f"Wrote {args.learner}'s journal ({held}) to {path}.")
+    return 0
+
+
+def cmd_export_goals(args) -> int:
+    from .coaching_exports import write_goals
+
+    count = write_goals(*_store_and_catalog(), args.output)
+    print(f"Wrote {count} goal check-in{'s' if count != 1 else ''} to {args.output}. It holds goal text and check-in notes (the series' "
+          "record): send it to the evaluation system only if [coaching] goals_in_evaluation_record is true.")
+    return 0
+
+
+def cmd_export_sessions(args) -> int:
+    from .coaching_exports import write_sessions
+
+    count = write_sessions(*_store_and_catalog(), args.output, with_names=args.with_names)
+    names = "with each learner's name" if args.with_names else "without names; add --with-names to say who answered what"
+    print(f"Wrote how useful {count} sessions were, and the suggestions, to {args.output} ({names}).")
+    return 0
+
+
+def cmd_remind(args) -> int:
+    """Show (or with --send, send) the reminders due: supervisors not started or stalled, facilitators' digests."""
+    from .reminders import facilitator_addresses, plan, preview, send
+
+    store, catalog = _store_and_catalog()
+    planned = plan(store, catalog, args.base_url, facilitator_emails=facilitator_addresses(args.facilitator_email or []))
+    skipped = f"{len(planned.quiet)} skipped (written to within {planned.quiet_days} days)"
+    if not args.send:
+        for message in planned.messages:
+            print(preview(message, args.lines))
+        count = len(planned.messages)
+        print(f"Would send {count} message{'s' if count != 1 else ''}; {skipped}. Nothing was sent: add --send to send them.")
+        for note in planned.notes(catalog.settings):
+            print(f"note: {note}", file=sys.stderr)
+        return 0
+    done: list = []
+
+    def progress(message, refusal):
+        done.append(message)
+        status = f"refused by the mail server ({refusal}); not recorded" if refusal else "sent"
+        print(f"  [{len(done)}/{len(planned.messages)}] {message.recipient} ({message.topic}): {status}", flush=True)
+
+    outcome = send(store, catalog.settings, planned.messages, progress)
+    print(f"Sent {len(outcome.sent)} message{'s' if len(outcome.sent) != 1 else ''}; {skipped}.")
+    for note in planned.notes(catalog.settings):
+        print(f"note: {note}", file=sys.stderr)
+    if outcome.refused:
+        refused = ", ".join(m.recipient for m, _ in outcome.refused)
+        print(f"error: the mail server refused {len(outcome.refused)} recipient(s): {refused}; they were not recorded. "
+              "Check their addresses in the roster and run again; the others were sent.", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -212,20 +266,35 @@ def parser() -> argparse.ArgumentParser:
     dashboard.add_argument("--days", type=float, help="days the link stays valid (default: link_days in course.toml)")
     dashboard.set_defaults(run=cmd_dashboard)
 
-    export = commands.add_parser("export", help="export the evaluation feed (CSV or xAPI) or a learner's journal")
+    export = commands.add_parser("export", help="export the evaluation feed (CSV or xAPI), the goal history, the sessions' usefulness, or a learner's journal")
     feeds = export.add_subparsers(dest="feed", required=True, metavar="WHAT")
-    evaluation = feeds.add_parser("evaluation", help="one CSV row per supervisor: sessions, self-assessments, goals")
+    evaluation = feeds.add_parser("evaluation", help="one CSV row per supervisor: sessions, self-ratings, goals' status, check-ins, feedback")
     evaluation.add_argument("-o", "--output", required=True, help="CSV file to write")
     evaluation.set_defaults(run=cmd_export_evaluation)
-    xapi = feeds.add_parser("xapi", help="one xAPI 1.0.3 statement per event, as JSON Lines")
+    xapi = feeds.add_parser("xapi", help="one xAPI 1.0.3 statement per event and per feedback given, as JSON Lines")
     xapi.add_argument("-o", "--output", required=True, help="JSON Lines file to write")
     xapi.add_argument("--base-url", required=True, help="the server's public address, e.g. https://companion.example.org (names accounts and activities)")
     xapi.set_defaults(run=cmd_export_xapi)
-    journal = feeds.add_parser("journal", help="one learner's own reflections and goals, as HTML or Markdown")
+    journal = feeds.add_parser("journal", help="one learner's shared reflections (all with --include-private) and goals, as HTML or Markdown")
     journal.add_argument("--learner", required=True, help="the learner's username")
     journal.add_argument("-o", "--output", help="file to write (default journal-LEARNER.html; .md gives Markdown)")
     journal.add_argument("--format", choices=["html", "markdown"], help="html or markdown (default: from the file name)")
+    journal.add_argument("--include-private", action="store_true", help="also the reflections the learner kept private (default: shared ones only)")
     journal.set_defaults(run=cmd_export_journal)
+    goals = feeds.add_parser("goals", help="the goal history: one CSV row per goal check-in, with its feedback")
+    goals.add_argument("-o", "--output", required=True, help="CSV file to write")
+    goals.set_defaults(run=cmd_export_goals)
+    sessions = feeds.add_parser("sessions", help="per session: how useful learners found it, and their suggestions")
+    sessions.add_argument("-o", "--output", required=True, help="CSV file to write")
+    sessions.add_argument("--with-names", action="store_true", help="name who gave each answer (default: counts and suggestions without names)")
+    sessions.set_defaults(run=cmd_export_sessions)
+
+    remind = commands.add_parser("remind", help="email supervisors who have not started or have stalled, and facilitators what waits for feedback")
+    remind.add_argument("--base-url", required=True, help="the server's public address, e.g. https://companion.example.org (the links in the messages)")
+    remind.add_argument("--send", action="store_true", help="send them (default: only show what would be sent)")
+    remind.add_argument("--facilitator-email", action="append", metavar="NAME=ADDRESS", help="a facilitator's address when the roster has none (repeatable)")
+    remind.add_argument("--lines", type=int, default=4, help="lines of each message shown without --send (default 4)")
+    remind.set_defaults(run=cmd_remind)
 
     upgrade = commands.add_parser("upgrade", help="create or upgrade the database schema")
     upgrade.set_defaults(run=cmd_upgrade)

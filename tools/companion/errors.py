@@ -33,3 +33,7 @@ class ReleaseError(CourseError):
 
 class ExportError(CourseError):
     """An export could not be written (a bad address, a missing folder, an unknown learner); nothing was written."""
+
+
+class ReminderError(CourseError):
+    """Reminders could not be sent (no mail server set, unreachable, a refused login); what was not sent is not recorded."""
