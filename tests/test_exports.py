@@ -33,9 +33,16 @@ COLUMNS = (
     ["username", "name", "email", "cohort", "department", "s1_status", "s1_completed_on", "s2_status", "s2_completed_on",
      "sessions_completed", "series_completed", "series_completed_on"]
     + [f"{c}_{part}" for c in COMPETENCIES for part in ("start", "end", "change")]
+    + [f"rating_{c}_{n}_{stage}" for c in COMPETENCIES for n in range(1, 5) for stage in ("start", "end")]
     + ["goals_set"]
-    + [f"goal_{c}{part}" for c in COMPETENCIES for part in ("", "_target", "_status", "_progress")]
-    + ["last_active"]
+    + [f"goal_{c}{part}" for c in COMPETENCIES for part in ("_target", "_status")]
+    + ["check_ins", "last_check_in", "feedback_received", "median_hours_to_feedback", "last_active"]
+)
+# With [coaching] goals_in_evaluation_record = true, the goals' own words too.
+COLUMNS_WITH_GOALS = (
+    COLUMNS[: COLUMNS.index("goals_set") + 1]
+    + [f"goal_{c}{part}" for c in COMPETENCIES for part in ("", "_measure", "_target", "_status", "_progress")]
+    + COLUMNS[COLUMNS.index("check_ins"):]
 )
 
 
@@ -50,13 +57,24 @@ def seeded(tmp_path_factory):
     return store, load_catalog(settings), plans, events, now
 
 
-def test_the_evaluation_csv_of_a_1200_learner_cohort_matches_the_plan(seeded, tmp_path):
+@pytest.fixture(scope="module")
+def with_goals(seeded, tmp_path_factory):
+    """The same course with ``[coaching] goals_in_evaluation_record = true``: its catalog."""
+    root = cohort.make_evaluation_course(tmp_path_factory.mktemp("feed-goals") / "course")
+    toml = root / "course" / "course.toml"
+    toml.write_text(toml.read_text() + "\n[coaching]\ngoals_in_evaluation_record = true\n")
+    return load_catalog(load_settings(root))
+
+
+@pytest.mark.parametrize("goals_in_record", [False, True], ids=["goals-not-in-record", "goals-in-record"])
+def test_the_evaluation_csv_of_a_1200_learner_cohort_matches_the_plan(seeded, with_goals, tmp_path, goals_in_record):
     store, catalog, plans, _, _ = seeded
+    catalog = with_goals if goals_in_record else catalog
     path = tmp_path / "evaluation.csv"
     assert write_evaluation(store, catalog, path) == len(plans) > LEARNERS * 0.95
 
     table = pd.read_csv(path, dtype=str, keep_default_na=False)
-    assert list(table.columns) == COLUMNS
+    assert list(table.columns) == (COLUMNS_WITH_GOALS if goals_in_record else COLUMNS)
     assert sorted(table["username"]) == sorted(p.username for p in plans)
     rows = table.set_index("username")
     for plan in plans:
@@ -79,12 +97,14 @@ def test_the_evaluation_csv_of_a_1200_learner_cohort_matches_the_plan(seeded, tm
             assert row["cultural_proficiency_change"] == ""
         assert row["racial_equity_mindset_start"] == ""
         assert int(row["goals_set"]) == sum(goal[0] for goal in plan.goals.values())
-        for competency, (_, status, target, text) in plan.goals.items():
+        for competency, (done, status, target, text) in plan.goals.items():
             key = competency.replace("-", "_")
             assert row[f"goal_{key}_status"] == status
             assert row[f"goal_{key}_target"] == (target or "")
-            assert row[f"goal_{key}"] == ("'" + text if text.startswith("=") else text)
-            assert row[f"goal_{key}_progress"] == "'-on track"
+            if goals_in_record:
+                assert row[f"goal_{key}"] == ("'" + text if text.startswith("=") else text)
+                assert row[f"goal_{key}_measure"] == ("Monthly check-ins" if done else "")
+                assert row[f"goal_{key}_progress"] == "'-on track"
         expected_name = ("'" + plan.name) if plan.name[:1] in "=+-@\t" and plan.name else plan.name
         assert row["name"] == expected_name
         assert row["cohort"] == ("'" + plan.cohort if plan.cohort.startswith("=") else plan.cohort)
@@ -107,7 +127,9 @@ def test_scores_and_counts_are_numbers_and_negative_changes_are_not_quoted(seede
 @pytest.mark.parametrize(
     "cell, shown",
     [("=SUM(A1:A9)", "'=SUM(A1:A9)"), ("+1 555", "'+1 555"), ("-2", "'-2"), ("@admin", "'@admin"), ("\tx", "'\tx"),
-     ("\rx", "'\rx"), ("plain", "plain"), ("a=b", "a=b"), ("", ""), (-0.5, -0.5), (3, 3)],
+     ("\rx", "'\rx"), ("plain", "plain"), ("a=b", "a=b"), ("", ""), (-0.5, -0.5), (3, 3),
+     (" =1+1", "' =1+1"), ("＝1+1", "'＝1+1"), ("\t@x", "'\t@x"), ("\u3000＋1", "'\u3000＋1"), ("  -2", "'  -2"), ("＠x", "'＠x"),
+     ("－1", "'－1"), (" plain", " plain"), ("a＝b", "a＝b")],
 )
 def test_a_cell_a_spreadsheet_would_run_gets_a_leading_quote(cell, shown):
     assert neutralise(cell) == shown
@@ -390,14 +412,21 @@ def test_export_evaluation_writes_the_csv(course, journaling, tmp_path, capsys):
 def test_export_xapi_writes_statements(course, journaling, tmp_path, capsys):
     path = tmp_path / "statements.jsonl"
     assert main(["export", "xapi", "-o", str(path), "--base-url", BASE]) == 0
-    assert capsys.readouterr().out.strip() == f"Wrote 4 xAPI statements to {path}."
-    for line in path.read_text().splitlines():
-        BaseXapiStatement.model_validate(json.loads(line))
+    assert capsys.readouterr().out.strip() == f"Wrote 5 xAPI statements to {path}.", "4 saves and lee's feedback"
+    statements = [json.loads(line) for line in path.read_text().splitlines()]
+    for statement in statements:
+        BaseXapiStatement.model_validate(statement)
+    feedback = statements[-1]
+    assert feedback["actor"]["account"] == {"homePage": BASE, "name": "lee"}
+    assert feedback["verb"]["id"] == "http://adlnet.gov/expapi/verbs/commented"
+    assert feedback["object"]["id"] == f"{BASE}/xapi/activities/s1-why"
+    assert feedback["context"]["extensions"][f"{BASE}/xapi/extensions/learner"] == {"homePage": BASE, "name": "ana"}
+    assert "Thank you" not in path.read_text() and "<script>" not in path.read_text()
 
 
 def test_export_journal_writes_the_learners_document(course, journaling, tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    assert main(["export", "journal", "--learner", "ana"]) == 0
+    assert main(["export", "journal", "--learner", "ana", "--include-private"]) == 0
     assert "journal-ana.html" in capsys.readouterr().out
     assert "Only for me." in (tmp_path / "journal-ana.html").read_text()
     assert main(["export", "journal", "--learner", "ana", "-o", "ana.md"]) == 0

@@ -15,23 +15,44 @@ in this order (sessions and competencies as ``course/course.toml`` lists them;
 - ``<c>_start``, ``<c>_end``: the competency self-assessment score at the start
   and end of the series (the mean of its 1-4 ratings, to 2 decimals; empty
   until every indicator is rated); ``<c>_change``: end minus start
-- ``goals_set``: how many goals have a goal, a measure and a target date;
-  ``goal_<c>``, ``goal_<c>_target``, ``goal_<c>_status``, ``goal_<c>_progress``:
-  the goal for that competency, its target date, its latest progress status
-  (Not started, In progress, Met, Revised) and progress note
+- ``rating_<c>_<n>_start``, ``rating_<c>_<n>_end``: the 1-4 rating of the
+  competency's statement ``n`` (1, 2, ... in course.toml's order of
+  ``indicators``) at the start and the end, as last saved; empty when not rated
+- ``goals_set``: how many goals have a goal, a measure and a target date; per
+  competency ``goal_<c>_target`` and ``goal_<c>_status``: the goal's target date
+  and its latest progress status (Not started, In progress, Met, Revised).
+  Only when ``[coaching] goals_in_evaluation_record`` is true (course.toml;
+  default false) also the goal's own words, in this order:
+  ``goal_<c>, goal_<c>_measure, goal_<c>_target, goal_<c>_status,
+  goal_<c>_progress`` (the goal, its success measure, and the progress note).
+  When it is false those three columns are not in the file at all: the feed
+  goes to the agency's evaluation system, and the goals stay in the series'
+  record (``companion export goals``), as the Goal box tells supervisors.
+- ``check_ins``: how many dated check-ins the supervisor made on their goals;
+  ``last_check_in``: the day of the last (``YYYY-MM-DD``, UTC)
+- ``feedback_received``: how many feedback items facilitators wrote to them (on
+  reflections, goals and check-ins); ``median_hours_to_feedback``: the median,
+  over the shared reflections and check-ins that had feedback, of the hours
+  from sharing (or checking in) to the first feedback, to 2 decimals; empty
+  when none had feedback (see :class:`companion.coaching_exports.CoachingRecord`)
 - ``last_active``: when the supervisor last did anything (UTC, ISO 8601)
 
-Reflections never appear in the feed; goals do (they are written for the
-evaluation cycle).
+Reflections never appear in the feed, nor do check-in notes or feedback text.
 
-**Spreadsheet safety.** A text cell that begins with ``=``, ``+``, ``-``, ``@``,
-a tab or a carriage return gets a single quote (``'``) in front, so Excel,
-LibreOffice or Google Sheets show it as text and never run it as a formula.
-Numbers the companion computes (scores, counts) are written as numbers.
+**Spreadsheet safety.** A text cell that a spreadsheet could run as a formula
+gets a single quote (``'``) in front, so Excel, LibreOffice or Google Sheets show
+it as text: one that begins with ``=``, ``+``, ``-``, ``@``, a tab or a carriage
+return, one where such a sign follows leading spaces (``" =1+1"``), and the
+full-width signs ``＝＋－＠`` (:func:`neutralise`). Numbers the companion computes
+(scores, ratings, counts, hours) are written as numbers.
 
-**Journal** (:func:`journal`): a learner's own reflections (shared or not), the
-feedback on them, and their goals, as HTML or Markdown, everything they wrote
-escaped so it reads exactly as typed.
+**Journal** (:func:`journal`): a learner's reflections, the feedback on them,
+and their goals, as HTML or Markdown, everything they wrote escaped so it reads
+exactly as typed. The learner's own download has every reflection, private ones
+included (``include_private=True``, the default); the administrator's
+``companion export journal`` passes ``include_private=False`` unless it is given
+``--include-private``, so a private reflection leaves only when asked for, and
+the document says which it holds.
 
 Example::
 
@@ -46,6 +67,7 @@ import csv
 import os
 import re
 import tempfile
+import unicodedata
 from datetime import datetime, timezone
 from html import escape
 from pathlib import Path
@@ -63,8 +85,18 @@ IDENTITY_COLUMNS = ("username", "name", "email", "cohort", "department")
 
 
 def neutralise(cell: Any) -> Any:
-    """A text cell that a spreadsheet would run as a formula, made plain text with a leading quote."""
-    if isinstance(cell, str) and cell.startswith(FORMULA_STARTS):
+    """A text cell that a spreadsheet would run as a formula, made plain text with a leading quote.
+
+    Caught: a first character ``=``, ``+``, ``-``, ``@``, tab or carriage return;
+    the same four signs after leading whitespace or invisible format characters
+    (``" =1+1"``, ``"\\t@x"``); and their full-width and small forms (``"＝1+1"``),
+    which some spreadsheets read as the ASCII sign (NFKC folds them to it)."""
+    if not isinstance(cell, str) or not cell:
+        return cell
+    if cell.startswith(FORMULA_STARTS):
+        return "'" + cell
+    first = next((ch for ch in cell if not (ch.isspace() or unicodedata.category(ch) == "Cf")), "")
+    if first and unicodedata.normalize("NFKC", first)[:1] in ("=", "+", "-", "@"):
         return "'" + cell
     return cell
 
@@ -78,8 +110,12 @@ def _day(moment: datetime | None) -> str:
 
 
 def evaluation_columns(catalog: Catalog) -> list[str]:
-    """The evaluation CSV's header, in order (documented at the top of this module)."""
+    """The evaluation CSV's header, in order (documented at the top of this module).
+
+    The goals' own words (``goal_<c>``, ``goal_<c>_measure``, ``goal_<c>_progress``)
+    are columns only when ``[coaching] goals_in_evaluation_record`` is true."""
     settings = catalog.settings
+    with_goals = settings.coaching.goals_in_evaluation_record
     columns = list(IDENTITY_COLUMNS)
     for session in settings.sessions:
         columns += [f"{session.id}_status", f"{session.id}_completed_on"]
@@ -87,11 +123,18 @@ def evaluation_columns(catalog: Catalog) -> list[str]:
     for competency in settings.competencies:
         key = _key(competency.id)
         columns += [f"{key}_start", f"{key}_end", f"{key}_change"]
+    for competency in settings.competencies:
+        key = _key(competency.id)
+        for n in range(1, len(competency.indicators) + 1):
+            columns += [f"rating_{key}_{n}_start", f"rating_{key}_{n}_end"]
     columns.append("goals_set")
     for competency in settings.competencies:
         key = _key(competency.id)
-        columns += [f"goal_{key}", f"goal_{key}_target", f"goal_{key}_status", f"goal_{key}_progress"]
-    columns.append("last_active")
+        if with_goals:
+            columns += [f"goal_{key}", f"goal_{key}_measure", f"goal_{key}_target", f"goal_{key}_status", f"goal_{key}_progress"]
+        else:
+            columns += [f"goal_{key}_target", f"goal_{key}_status"]
+    columns += ["check_ins", "last_check_in", "feedback_received", "median_hours_to_feedback", "last_active"]
     return columns
 
 
@@ -108,6 +151,26 @@ def _scores(store: Store, catalog: Catalog) -> dict[tuple[str, str, str], float]
         if key not in found or found[key][0] < response.updated_at:
             found[key] = (response.updated_at, round(float(value["score"]), 2))
     return {key: score for key, (_, score) in found.items()}
+
+
+def _ratings(store: Store, catalog: Catalog) -> dict[tuple[str, str, str], list]:
+    """(username, competency, stage) -> each statement's rating (1-4, None when not rated), as last saved.
+
+    From the latest response that rated anything, complete or not: a statement
+    rated is a rating given, even while the score waits for the others."""
+    activities = {a.id: a for a in catalog.all_activities() if a.kind == "SelfAssessment"}
+    found: dict[tuple[str, str, str], tuple[datetime, list]] = {}
+    for response in store.latest_responses(list(activities)):
+        value = response.value if isinstance(response.value, dict) else {}
+        raw = value.get("ratings") if isinstance(value.get("ratings"), list) else []
+        ratings = [r if isinstance(r, int) and not isinstance(r, bool) and 1 <= r <= 4 else None for r in raw]
+        if not any(r is not None for r in ratings):
+            continue
+        activity = activities[response.activity_id]
+        key = (response.username, activity.competency, activity.args.get("stage", "start"))
+        if key not in found or found[key][0] < response.updated_at:
+            found[key] = (response.updated_at, ratings)
+    return {key: ratings for key, (_, ratings) in found.items()}
 
 
 def _goals(store: Store, catalog: Catalog) -> tuple[dict[tuple[str, str], dict], dict[str, int]]:
@@ -129,11 +192,16 @@ def _goals(store: Store, catalog: Catalog) -> tuple[dict[tuple[str, str], dict],
 
 def evaluation_rows(store: Store, catalog: Catalog) -> Iterator[dict[str, Any]]:
     """One dict per supervisor (by username), keyed by :func:`evaluation_columns`, not yet neutralised."""
+    from .coaching_exports import CoachingRecord
+
     settings = catalog.settings
+    with_goals = settings.coaching.goals_in_evaluation_record
     learners = store.learners()
     progress = everyone_progress(store, catalog, learners)
     scores = _scores(store, catalog)
+    ratings = _ratings(store, catalog)
     goals, goals_set = _goals(store, catalog)
+    coaching = CoachingRecord.read(store, [learner.username for learner in learners])
     last_active = store.last_active()
     for learner in learners:
         row: dict[str, Any] = {column: getattr(learner, column) for column in IDENTITY_COLUMNS}
@@ -153,14 +221,27 @@ def evaluation_rows(store: Store, catalog: Catalog) -> Iterator[dict[str, Any]]:
             row[f"{key}_start"] = "" if start is None else start
             row[f"{key}_end"] = "" if end is None else end
             row[f"{key}_change"] = "" if start is None or end is None else round(end - start, 2)
+        for competency in settings.competencies:
+            key = _key(competency.id)
+            for stage in ("start", "end"):
+                given = ratings.get((learner.username, competency.id, stage), [])
+                for n in range(1, len(competency.indicators) + 1):
+                    rating = given[n - 1] if n <= len(given) else None
+                    row[f"rating_{key}_{n}_{stage}"] = "" if rating is None else rating
         row["goals_set"] = goals_set.get(learner.username, 0)
         for competency in settings.competencies:
             key = _key(competency.id)
             goal = goals.get((learner.username, competency.id), {})
-            row[f"goal_{key}"] = str(goal.get("goal") or "")
+            if with_goals:
+                row[f"goal_{key}"] = str(goal.get("goal") or "")
+                row[f"goal_{key}_measure"] = str(goal.get("measure") or "")
+                row[f"goal_{key}_progress"] = str(goal.get("progress") or "")
             row[f"goal_{key}_target"] = str(goal.get("target") or "")
             row[f"goal_{key}_status"] = str(goal.get("status") or "") if goal else ""
-            row[f"goal_{key}_progress"] = str(goal.get("progress") or "")
+        row["check_ins"] = coaching.check_in_count(learner.username)
+        row["last_check_in"] = _day(coaching.last_check_in(learner.username))
+        row["feedback_received"] = coaching.received(learner.username)
+        row["median_hours_to_feedback"] = coaching.median_hours(learner.username)
         active = last_active.get(learner.username)
         row["last_active"] = active.astimezone(timezone.utc).isoformat(timespec="seconds") if active else ""
         yield row
@@ -235,8 +316,12 @@ def _md_block(text: str) -> str:
     return "\n".join(f"> {_markdown_line(line)}  " if line.strip() else ">" for line in lines)
 
 
-def journal_entries(store: Store, catalog: Catalog, username: str) -> list[dict]:
-    """The learner's own reflections and goals, by session in course order (their private ones too)."""
+def journal_entries(store: Store, catalog: Catalog, username: str, include_private: bool = True) -> list[dict]:
+    """The learner's reflections and goals, by session in course order.
+
+    ``include_private`` (default True: the learner's own copy) keeps the
+    reflections they did not share; False keeps only the shared ones (a
+    scenario's closing reflection is never shared). Goals are never private."""
     if store.learner(username) is None:
         raise ExportError(f"No learner '{username}' in the store at {store!r}; check the username (as in the roster).")
     saved = store.responses(username)
@@ -246,7 +331,7 @@ def journal_entries(store: Store, catalog: Catalog, username: str) -> list[dict]
         for activity in catalog.activities(session.id):
             response = saved.get(activity.id)
             value = response.value if response and isinstance(response.value, dict) else {}
-            if activity.kind == "Reflection" and str(value.get("text") or "").strip():
+            if activity.kind == "Reflection" and str(value.get("text") or "").strip() and (include_private or response.shared):
                 items.append(
                     {
                         "kind": "reflection",
@@ -257,7 +342,7 @@ def journal_entries(store: Store, catalog: Catalog, username: str) -> list[dict]
                         "feedback": store.feedback(username, activity.id),
                     }
                 )
-            elif activity.kind == "Scenario" and str(value.get("reflection") or "").strip():
+            elif activity.kind == "Scenario" and str(value.get("reflection") or "").strip() and include_private:
                 items.append(
                     {
                         "kind": "reflection",
@@ -275,7 +360,10 @@ def journal_entries(store: Store, catalog: Catalog, username: str) -> list[dict]
             progress = session_progress(catalog, session.id, saved)
             entries.append({"session": session, "status": progress.status, "items": items})
     known = {a.id for a in catalog.all_activities()}
-    gone = [r for r in saved.values() if r.activity_id not in known and isinstance(r.value, dict) and str(r.value.get("text") or "").strip()]
+    gone = [
+        r for r in saved.values()
+        if r.activity_id not in known and isinstance(r.value, dict) and str(r.value.get("text") or "").strip() and (include_private or r.shared)
+    ]
     if gone:  # written for an activity a later version of the notebooks dropped: still the learner's
         items = [
             {"kind": "reflection", "prompt": r.activity_id, "text": r.value["text"], "shared": r.shared, "saved": r.updated_at,
@@ -286,16 +374,21 @@ def journal_entries(store: Store, catalog: Catalog, username: str) -> list[dict]
     return entries
 
 
-def journal(store: Store, catalog: Catalog, username: str, fmt: str = "html") -> str:
-    """A learner's reflection journal as a standalone HTML page (``fmt="html"``) or Markdown (``"markdown"``)."""
+def journal(store: Store, catalog: Catalog, username: str, fmt: str = "html", include_private: bool = True) -> str:
+    """A learner's reflection journal as a standalone HTML page (``fmt="html"``) or Markdown (``"markdown"``).
+
+    ``include_private=False`` leaves out the reflections the learner kept
+    private, and the document's opening says so."""
     if fmt not in ("html", "markdown"):
         raise ExportError(f"The journal is written as html or markdown, not '{fmt}'.")
+    entries = journal_entries(store, catalog, username, include_private)
     learner = store.learner(username)
-    entries = journal_entries(store, catalog, username)
     who = learner.name or learner.username
     title = f"Reflection journal: {who}"
     made = datetime.now(timezone.utc).strftime("%d %B %Y")
     intro = f"{catalog.settings.title}. Written by {who} ({learner.username}); exported {made}."
+    if not include_private:
+        intro += f" Shared reflections only: the ones {who} kept private are not in this copy."
     if fmt == "markdown":
         return _journal_markdown(title, intro, entries)
     return _journal_html(title, intro, entries)
@@ -372,10 +465,12 @@ def _journal_html(title: str, intro: str, entries: list[dict]) -> str:
     )
 
 
-def write_journal(store: Store, catalog: Catalog, username: str, path: Path | str, fmt: str | None = None) -> Path:
+def write_journal(
+    store: Store, catalog: Catalog, username: str, path: Path | str, fmt: str | None = None, include_private: bool = True
+) -> Path:
     """Write the journal to ``path``; the format is ``fmt`` or, when None, from the suffix (.md: Markdown)."""
     path = Path(path)
     fmt = fmt or ("markdown" if path.suffix.lower() in (".md", ".markdown") else "html")
-    document = journal(store, catalog, username, fmt)
+    document = journal(store, catalog, username, fmt, include_private)
     _write_atomically(path, lambda out: out.write(document))
     return path

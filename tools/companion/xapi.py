@@ -1,4 +1,4 @@
-"""The evaluation feed as xAPI 1.0.3 statements, one per stored event, one JSON object a line.
+"""The evaluation feed as xAPI 1.0.3 statements, one per stored event and per feedback given, one JSON object a line.
 
 Each statement says who (an Agent identified by an ``account``: the
 companion's public address and the username), did what (an ADL verb IRI:
@@ -11,8 +11,26 @@ self-assessment, success for a question, completion), and when (UTC, to the
 millisecond). A statement's id is a UUID derived from the event, so exporting
 again gives the same ids and a learning record store keeps no duplicates.
 
+Coaching adds two kinds of statement:
+
+- **A goal check-in** (the log's ``checked-in`` events): the learner
+  ``progressed`` (ADL) on the goal activity, with the status then as the
+  ``goal-status`` extension (and ``completion`` true when it is Met) and the
+  check-in's number as ``check-in``. The check-in's note is not sent.
+- **Feedback given** (the store's feedback, after every event, oldest first):
+  the facilitator, as an account on the companion (their username), ``commented``
+  (ADL) on the learner's activity (the shared reflection or the goal). The
+  learner is named in the context extension ``learner`` (their account), and
+  ``feedback-on`` says reflection, goal or check-in (with ``check-in``'s number).
+  The id is derived from the feedback's own id. **The feedback text is not
+  sent**, although the facilitator wrote it: feedback on a shared reflection
+  often quotes or retells what the learner wrote, and the learner shared that
+  with their facilitator, not with the evaluation system. What the evaluation
+  purpose needs, that feedback came and how soon, is in who, on what and when.
+
 What learners write never leaves in the feed: no reflection text, no goal text,
-only that it was saved, completion, scores, and a goal's status and target date.
+no check-in note, only that it was saved, completion, scores, a goal's status
+and target date.
 
 IRIs the companion mints (``<base>`` is its public address, as for
 ``companion links``)::
@@ -21,7 +39,8 @@ IRIs the companion mints (``<base>`` is its public address, as for
     <base>/xapi/sessions/<session id>    a session
     <base>/xapi/activities/<activity id> an activity
     <base>/xapi/verbs/<verb>             a verb that is not in the ADL vocabulary
-    <base>/xapi/extensions/<name>        competency, stage, goal-status, goal-target
+    <base>/xapi/extensions/<name>        competency, stage, goal-status, goal-target, check-in,
+                                         learner, feedback-on
 
 Example::
 
@@ -41,7 +60,7 @@ from typing import Iterator
 
 from .catalog import Activity, Catalog
 from .exports import ExportError, _write_atomically
-from .store import Event, Learner, Store
+from .store import CHECKED_IN, Event, Feedback, Learner, Store
 
 VERSION = "1.0.3"
 ADL_VERBS = "http://adlnet.gov/expapi/verbs/"
@@ -60,10 +79,17 @@ ACTIVITY_TYPES = {
 NAMESPACE = uuid.UUID("6c1f0d3e-5b0a-5e55-9a55-636f6d70616e")  # statement ids: uuid5(NAMESPACE, event key)
 BASE_URL = re.compile(r"^https?://[^\s/?#]+(/[^\s?#]*)?$")
 PLATFORM = "Supervisor Companion"
+# Events whose verb in the log is not the xAPI verb sent: a goal check-in is progress reported on the goal.
+SENT_AS = {CHECKED_IN: "progressed"}
+COMMENTED = "commented"  # the verb of feedback given
 
 
 def verb_iri(verb: str, base: str) -> str:
     return ADL_VERBS + verb if verb in ADL_VOCABULARY else f"{base}/xapi/verbs/{verb}"
+
+
+def _extensions(base: str, extensions: dict) -> dict:
+    return {f"{base}/xapi/extensions/{name}": value for name, value in sorted(extensions.items())}
 
 
 def _timestamp(event: Event) -> str:
@@ -80,7 +106,14 @@ def _result(activity: Activity | None, event: Event, base: str) -> dict | None:
     kind = activity.kind if activity else None
     result: dict = {}
     extensions: dict = {}
-    if event.verb == "completed":
+    if event.verb == CHECKED_IN:  # the status and the check-in's number; never its note
+        status = str(value.get("status") or "")
+        result["completion"] = status == "Met"
+        if status:
+            extensions["goal-status"] = status
+        if isinstance(value.get("check_in"), int):
+            extensions["check-in"] = value["check_in"]
+    elif event.verb == "completed":
         result["completion"] = True
     elif kind == "Choice" and event.verb == "answered":
         result["completion"] = True
@@ -109,7 +142,7 @@ def _result(activity: Activity | None, event: Event, base: str) -> dict | None:
     if activity is not None and activity.competency and (result or extensions):
         extensions["competency"] = activity.competency
     if extensions:
-        result["extensions"] = {f"{base}/xapi/extensions/{name}": value for name, value in sorted(extensions.items())}
+        result["extensions"] = _extensions(base, extensions)
     return result or None
 
 
@@ -156,10 +189,11 @@ def statement(event: Event, learner: Learner, objects: Objects) -> dict:
     if learner.name.strip():
         actor["name"] = learner.name
     timestamp = _timestamp(event)
+    verb = SENT_AS.get(event.verb, event.verb)
     made = {
         "id": statement_id(objects.settings.course_id, event, timestamp),
         "actor": actor,
-        "verb": {"id": verb_iri(event.verb, objects.base), "display": {"en-US": event.verb}},
+        "verb": {"id": verb_iri(verb, objects.base), "display": {"en-US": verb}},
         "object": target,
         "context": {"platform": PLATFORM, "language": "en-US", "contextActivities": context_activities},
         "timestamp": timestamp,
@@ -171,12 +205,50 @@ def statement(event: Event, learner: Learner, objects: Objects) -> dict:
     return made
 
 
+def feedback_statement(item: Feedback, username: str, session_id: str, objects: Objects) -> dict:
+    """The xAPI statement of one feedback item: the facilitator commented on the learner's activity (no text)."""
+    target, context_activities = objects.about(session_id, item.activity_id)
+    activity = objects.activities.get(item.activity_id)
+    on = "check-in" if item.check_in is not None else "goal" if activity is not None and activity.kind == "Goal" else "reflection"
+    extensions = {"learner": {"homePage": objects.base, "name": username}, "feedback-on": on}
+    if item.check_in is not None:
+        extensions["check-in"] = item.check_in
+    timestamp = item.at.astimezone(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return {
+        "id": str(uuid.uuid5(NAMESPACE, f"{objects.settings.course_id}/feedback/{item.id}/{timestamp}")),
+        "actor": {"objectType": "Agent", "account": {"homePage": objects.base, "name": item.author}},
+        "verb": {"id": verb_iri(COMMENTED, objects.base), "display": {"en-US": COMMENTED}},
+        "object": target,
+        "context": {"platform": PLATFORM, "language": "en-US", "contextActivities": context_activities,
+                    "extensions": _extensions(objects.base, extensions)},
+        "timestamp": timestamp,
+        "version": VERSION,
+    }
+
+
+def _feedback_given(store: Store, objects: Objects) -> Iterator[dict]:
+    """Every feedback item as a statement, oldest first (one bulk read)."""
+    given: list[tuple[Feedback, str]] = [(item, username) for username, item in store.all_feedback()]
+    sessions: dict[tuple[str, str], str] = {}
+    for item, username in given:
+        activity = objects.activities.get(item.activity_id)
+        if activity is not None:
+            session_id = activity.session_id
+        else:  # an activity a later notebook dropped: its session is the one the learner saved it in
+            if (username, item.activity_id) not in sessions:
+                saved = store.response(username, item.activity_id)
+                sessions[(username, item.activity_id)] = saved.session_id if saved else item.activity_id.split("-", 1)[0]
+            session_id = sessions[(username, item.activity_id)]
+        yield feedback_statement(item, username, session_id, objects)
+
+
 def statements(store: Store, catalog: Catalog, base_url: str) -> Iterator[dict]:
-    """Every stored event as a statement, in the order the events happened."""
+    """Every stored event as a statement, in the order the events happened; then every feedback given."""
     check_base_url(base_url)
     objects = Objects(catalog, base_url)
     for event, learner in store.iter_events():
         yield statement(event, learner, objects)
+    yield from _feedback_given(store, objects)
 
 
 def check_base_url(base_url: str) -> None:
@@ -188,7 +260,7 @@ def check_base_url(base_url: str) -> None:
 
 
 def write_xapi(store: Store, catalog: Catalog, path: Path | str, base_url: str) -> int:
-    """Write every event as one xAPI statement a line (JSON Lines); returns the number written."""
+    """Write every event and every feedback given as one xAPI statement a line (JSON Lines); returns the number written."""
     check_base_url(base_url)
     count = 0
 

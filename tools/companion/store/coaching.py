@@ -167,6 +167,25 @@ class Coaching(Database):
             )
             return [_feedback(row) for row in rows]
 
+    def all_feedback(self) -> list[tuple[str, Feedback]]:
+        """Every feedback item with its learner's username, oldest first (the exports read everyone at once)."""
+        with self.session(write=False) as db:
+            rows = db.execute(
+                select(FeedbackRow, LearnerRow.username).join(LearnerRow, LearnerRow.id == FeedbackRow.learner_id).order_by(FeedbackRow.at, FeedbackRow.id)
+            )
+            return [(username, _feedback(row)) for row, username in rows]
+
+    def first_shared(self) -> dict[tuple[str, str], datetime]:
+        """When each (username, activity) was first shared: where the wait for feedback on a reflection starts."""
+        with self.session(write=False) as db:
+            rows = db.execute(
+                select(LearnerRow.username, EventRow.activity_id, func.min(EventRow.at))
+                .join(LearnerRow, LearnerRow.id == EventRow.learner_id)
+                .where(EventRow.verb == "shared")
+                .group_by(LearnerRow.username, EventRow.activity_id)
+            )
+            return {(username, activity): _aware(at) for username, activity, at in rows}
+
     def unseen_feedback(self, username: str) -> list[Feedback]:
         """Feedback that arrived since the learner last looked (:meth:`mark_feedback_seen`), newest first."""
         with self.session(write=False) as db:
