@@ -255,3 +255,13 @@ def test_a_double_click_on_add_check_in_saves_one_check_in(real):
     form.add()
     form.add()
     assert [c.note for c in store.check_ins("dee", GOAL)] == ["Met with two families."]
+
+
+def test_every_page_says_the_same_exact_words_about_who_reads_a_private_reflection(real):
+    from companion.activities import Workbook
+    from companion.activities.page import PRIVACY_NOTE
+
+    assert "only you read them" in PRIVACY_NOTE and "administrator" in PRIVACY_NOTE
+    for page in (Home(), Growth(), Workbook("s1")):
+        assert PRIVACY_NOTE in unescape(re.sub(r"<[^>]+>", "", html_of(page))), type(page).__name__
+    assert "Nobody else sees them" not in (REPO / "sessions" / "01-foundation-what-is-your-why.ipynb").read_text()

@@ -37,6 +37,7 @@ import ipywidgets as widgets
 
 from . import identity, paths
 from .activities import _query_string, local_time, signed_in_html
+from .activities.page import PRIVACY_NOTE
 from .activities.ratings import SCALE
 from .activities.writing import Goal, goal_privacy
 from .catalog import Activity, Catalog, load_catalog
@@ -415,8 +416,8 @@ def journal_html(store: Store, catalog: Catalog, username: str) -> str:
     link = "data:text/html;charset=utf-8;base64," + base64.b64encode(page.encode("utf-8")).decode("ascii")
     if len(link) > MAX_DOWNLOAD_CHARS:
         return heading + (
-            "<p>Your journal is too large to download from this page. Ask your facilitator for a copy of it; "
-            "everything you wrote is kept.</p>"
+            "<p>Your journal is too large to download from this page. Ask the administrator of this server for a copy "
+            "(companion export journal --include-private); everything you wrote is kept.</p>"
         )
     return heading + (
         "<p>Everything you wrote in the series, your private reflections included, in one page you can keep.</p>"
@@ -451,7 +452,8 @@ class Growth(widgets.VBox):
         unseen = store.unseen_feedback(who.username)
         top = [
             f'<p class="companion-signed-in">{signed_in_html(store, who)} '
-            f'<a class="companion-home-link" href="{escape(paths.home_link(query))}">Back to my sessions</a></p>'
+            f'<a class="companion-home-link" href="{escape(paths.home_link(query))}">Back to my sessions</a></p>',
+            f'<p class="companion-note companion-privacy">{escape(PRIVACY_NOTE)}</p>',
         ]
         summary = new_feedback_summary(store, catalog, who.username, unseen)
         if summary:

@@ -23,6 +23,7 @@ import ipywidgets as widgets
 
 from . import identity, paths
 from .activities import _query_string, local_time, signed_in_html
+from .activities.page import PRIVACY_NOTE
 from .catalog import load_catalog
 from .errors import CourseError
 from .growth import new_feedback_summary
@@ -98,6 +99,7 @@ class Home(widgets.VBox):
             parts.append(next_step_html(settings.sessions, progress, query))
             parts.append(growth_html(store, catalog, who.username, query))
             parts.append(f"<p>{escape(settings.description)}</p>")
+            parts.append(f'<p class="companion-note companion-privacy">{escape(PRIVACY_NOTE)}</p>')
             items = []
             for session, state in zip(settings.sessions, progress):
                 items.append(

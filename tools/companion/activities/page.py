@@ -15,6 +15,11 @@ import ipywidgets as widgets
 from .. import identity
 
 MAX_TEXT_CHARS = 20_000
+# Who reads a private reflection, said the same way on every page (the home page, each session, growth).
+PRIVACY_NOTE = (
+    'Reflections are private: only you read them, unless you tick "Share with my facilitator" under one. '
+    "They are kept on the agency's server, whose administrator can export private reflections only by asking for them on purpose."
+)
 AUTOSAVE_SECONDS = 1.0
 
 

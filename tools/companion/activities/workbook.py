@@ -14,7 +14,7 @@ from ..identity import page_query as _query_string
 from ..progress import session_rule
 from ..settings import load_settings
 from ..store import open_store
-from .page import signed_in_html
+from .page import PRIVACY_NOTE, signed_in_html
 
 
 class Workbook(widgets.VBox):
@@ -57,8 +57,7 @@ class Workbook(widgets.VBox):
             banner = (
                 f'<div class="companion-page" data-learner="{escape(self.username)}" data-session="{escape(session_id)}">'
                 f'<p class="companion-signed-in">{signed_in_html(store, who)} '
-                "Your work saves as you go. Reflections are private unless you tick "
-                '"Share with my facilitator". '
+                f"Your work saves as you go. {escape(PRIVACY_NOTE)} "
                 f'<a href="{escape(self.home_link)}">Back to all sessions</a></p></div>'
             )
         except CourseError as error:
