@@ -108,7 +108,7 @@ def test_a_scenario_can_be_played_with_the_keyboard_alone_and_started_again(serv
         tab_to(f"e.type === 'radio' && {in_card}")
         page.keyboard.press("Space")
         chosen.append(page.evaluate("() => document.activeElement.closest('label').innerText.trim()"))
-        tab_to(f"e.tagName === 'BUTTON' && e.textContent.trim() === 'Decide'")
+        tab_to("e.tagName === 'BUTTON' && e.textContent.trim() === 'Decide'")
         page.keyboard.press("Enter")
         wait_until(lambda: card.locator(".companion-chosen").count() == number, what=f"decision {number}")
         if not card.locator(".companion-step-now").is_visible():

@@ -1,4 +1,4 @@
-"""Coaching in the store: dated goal check-ins, feedback on reflections, goals and check-ins, and the queue of what waits."""
+"""Coaching in the store (on SQLite and PostgreSQL, conftest's ``store_url``): dated goal check-ins, feedback on reflections, goals and check-ins, and the queue of what waits."""
 
 from __future__ import annotations
 
@@ -9,7 +9,6 @@ import pytest
 
 from companion.errors import StoreError
 from companion.store import Store, utcnow
-from test_store import store_url  # noqa: F401  (SQLite and PostgreSQL)
 
 GOAL = "s5-goal-cultural-proficiency"
 

@@ -113,21 +113,6 @@ def test_a_learners_record_has_only_what_they_shared(course):
     assert learner_record(store, load_catalog(course), "nobody") is None
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
-def store_url(request, tmp_path):
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'companion.db'}"
-    from sqlalchemy import create_engine, text
-
-    url = request.getfixturevalue("postgres_url")
-    database = f"d{abs(hash(str(tmp_path))) % 10**9}"
-    admin = create_engine(url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(text(f"CREATE DATABASE {database}"))
-    admin.dispose()
-    return url.rsplit("/", 1)[0] + "/" + database
-
-
 def test_the_figures_agree_on_sqlite_and_postgresql(store_url, tmp_path):
     root = cohort.make_evaluation_course(tmp_path / "course")
     store, catalog = open_store(store_url), load_catalog(load_settings(root))

@@ -28,6 +28,7 @@ from companion.exports import write_evaluation
 from companion.settings import load_settings
 from companion.store import CHECKED_IN, CheckInRow, FeedbackRow, LearnerRow, open_store
 from companion.xapi import write_xapi
+from conftest import new_database
 from sqlalchemy import select
 
 LEARNERS = 1100
@@ -62,15 +63,7 @@ def moment(at) -> str:
 def database(kind: str, tmp, request) -> str:
     if kind == "sqlite":
         return f"sqlite:///{tmp / 'companion.db'}"
-    from sqlalchemy import create_engine, text
-
-    url = request.getfixturevalue("postgres_url")
-    name = f"coach{abs(hash(str(tmp))) % 10**9}"
-    admin = create_engine(url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(text(f"CREATE DATABASE {name}"))
-    admin.dispose()
-    return url.rsplit("/", 1)[0] + "/" + name
+    return new_database(request.getfixturevalue("postgres_url"))
 
 
 class Coaching:

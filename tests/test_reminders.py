@@ -15,7 +15,6 @@ import email.policy
 import re
 import ssl
 import subprocess
-import uuid
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -26,7 +25,7 @@ from companion import identity
 from companion.cli import main
 from companion.settings import load_settings
 from companion.store import open_store
-from conftest import free_port
+from conftest import free_port, new_database
 
 BASE = "https://companion.example.org"
 SECRET_TEXT = "the words ben wrote in confidence"
@@ -108,15 +107,7 @@ def database(request, course, monkeypatch):
     """The course's database: its own SQLite file, or a new database on the test PostgreSQL server."""
     if request.param == "sqlite":
         return course.db_url
-    from sqlalchemy import create_engine, text
-
-    server = request.getfixturevalue("postgres_url")
-    name = f"remind_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(server, isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(text(f"CREATE DATABASE {name}"))
-    admin.dispose()
-    url = server.rsplit("/", 1)[0] + "/" + name
+    url = new_database(request.getfixturevalue("postgres_url"))
     monkeypatch.setenv("COMPANION_DB_URL", url)
     return url
 

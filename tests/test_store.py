@@ -16,21 +16,6 @@ from companion.progress import SessionRule
 from companion.store import HEAD_REVISION, MAX_VALUE_BYTES, Store, open_store
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
-def store_url(request, tmp_path):
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'companion.db'}"
-    url = request.getfixturevalue("postgres_url")
-    database = f"t{abs(hash(str(tmp_path))) % 10**9}"
-    from sqlalchemy import create_engine, text
-
-    admin = create_engine(url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(text(f"CREATE DATABASE {database}"))
-    admin.dispose()
-    return url.rsplit("/", 1)[0] + "/" + database
-
-
 def test_a_save_is_an_event_and_the_latest_response(store_url):
     store = open_store(store_url)
     store.save("ana", "s1", "s1-why", "responded", {"text": "first"}, done=True)

@@ -9,7 +9,7 @@ import ipywidgets as widgets
 
 from ..errors import CourseError
 from ..store import Response
-from .page import AUTOSAVE_SECONDS, _later, _saved_at, _status, local_time
+from .page import AUTOSAVE_SECONDS, MAX_TEXT_CHARS, _later, _saved_at, _status, local_time
 from .workbook import Workbook
 
 
@@ -86,6 +86,16 @@ class Activity(widgets.VBox):
         if self._cancel:
             self._cancel()
             self._cancel = None
+
+    def _too_long(self, text: str, what: str) -> bool:
+        """Whether ``text`` is over MAX_TEXT_CHARS; if so, say so (nothing is saved, the text stays in its box)."""
+        if len(text) <= MAX_TEXT_CHARS:
+            return False
+        self._refuse(
+            f"Not saved: {what} has {len(text):,} characters; the limit is {MAX_TEXT_CHARS:,}. "
+            "Shorten it and it will save. Your text is still in the box."
+        )
+        return True
 
     def _refuse(self, message: str) -> None:
         """Say why nothing was saved; the learner's text stays in the box."""

@@ -9,7 +9,7 @@ import ipywidgets as widgets
 
 from ..store import Response
 from .base import Activity
-from .page import MAX_TEXT_CHARS, shuffled
+from .page import shuffled
 
 
 class Scenario(Activity):
@@ -172,11 +172,7 @@ class Scenario(Activity):
         """Save the path and the reflection (each decision, and the autosave while the learner writes)."""
         self._cancel_autosave()
         text = self.reflection.value
-        if len(text) > MAX_TEXT_CHARS:
-            self._refuse(
-                f"Not saved: your reflection has {len(text):,} characters; the limit is {MAX_TEXT_CHARS:,}. "
-                "Shorten it and it will save. Your text is still in the box."
-            )
+        if self._too_long(text, "your reflection"):
             return
         value = {"path": list(self.path), "ended": self.ended, "reflection": text}
         self._save(verb, value, done=self.ended and bool(text.strip()))

@@ -82,11 +82,7 @@ class Reflection(Activity):
         """Save the text now (the Save button; autosave calls this too)."""
         self._cancel_autosave()
         text = self.text.value
-        if len(text) > MAX_TEXT_CHARS:
-            self._refuse(
-                f"Not saved: this reflection has {len(text):,} characters; the limit is {MAX_TEXT_CHARS:,}. "
-                "Shorten it and it will save. Your text is still in the box."
-            )
+        if self._too_long(text, "this reflection"):
             return
         self._save(verb, {"text": text}, done=bool(text.strip()), shared=self.share.value)
 

@@ -19,8 +19,7 @@ from . import coaching
 from .access import facilitator
 from .cohort import cohort_view, growth_html, usefulness_html
 from .figures import LISTED, NO_COHORT, Figures, Group, RecordItem, Straggler, figures, learner_record
-from .record import feedback_html as _feedback_html
-from .record import goals_and_ratings, goals_widget, ratings_html, visible_ids
+from .record import feedback_panel, goals_and_ratings, goals_widget, ratings_html, visible_ids
 
 # Its look is in course/theme.css, the one stylesheet of every page. Each table cell carries the
 # name of its column (data-label), which the cell shows on a phone, where each row is a block.
@@ -306,34 +305,18 @@ class Dashboard(widgets.VBox):
         return f"<li>{escape(item.activity.title)} &mdash; {state}</li>"
 
     def _feedback_box(self, username: str, item: RecordItem) -> widgets.VBox:
+        """A shared reflection's text and its feedback panel (the same panel goals and check-ins have)."""
         shown = widgets.HTML(
             f'<h4>Shared: {escape(item.activity.title)}</h4><div class="companion-reflection-text">{escape(item.text or "")}</div>'
         )
-        given = widgets.HTML(_feedback_html(item.feedback))
-        box = widgets.Textarea(description="Your feedback", placeholder=f"Feedback for {username} on this reflection")
-        box.add_class("companion-text")
-        send = widgets.Button(description="Send feedback", button_style="primary")
-        status = widgets.HTML("")
-
-        def sent(_):
-            try:
-                self.store.add_feedback(username, item.activity.id, self.facilitator, box.value)
-            except CourseError as error:
-                status.value = (
-                    f'<span class="companion-status companion-error" role="status">Not sent: {escape(str(error))} '
-                    "Your text is still in the box.</span>"
-                )
-                return
-            box.value = ""
-            given.value = _feedback_html(self.store.feedback(username, item.activity.id))
-            status.value = (
-                f'<span class="companion-status" role="status">Feedback sent. {escape(username)} sees it under this '
-                "reflection the next time they open the session.</span>"
-            )
-            self._show_queue()
-
-        send.on_click(sent)
-        panel = widgets.VBox([shown, given, box, send, status])
+        feedback = feedback_panel(
+            "Your feedback", "Send feedback", item.feedback,
+            lambda text: self.store.add_feedback(username, item.activity.id, self.facilitator, text),
+            lambda: self.store.feedback(username, item.activity.id),
+            f"Feedback sent. {username} sees it under this reflection the next time they open the session.",
+            on_sent=self._show_queue, placeholder=f"Feedback for {username} on this reflection",
+        )
+        panel = widgets.VBox([shown, feedback])
         panel.add_class("companion-activity")
         panel.add_class("companion-shared-reflection")
         return panel

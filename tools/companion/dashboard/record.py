@@ -159,10 +159,11 @@ def check_in_html(number: int, item: CheckIn) -> str:
 
 
 def feedback_panel(label: str, button: str, given: list | tuple, send: Callable[[str], object],
-                   reload: Callable[[], list], sent_text: str, on_sent: Callable[[], None] | None = None) -> widgets.VBox:
+                   reload: Callable[[], list], sent_text: str, on_sent: Callable[[], None] | None = None,
+                   placeholder: str = "") -> widgets.VBox:
     """A labelled box and a send button; a refused send says why and keeps the text, a sent one clears it."""
     shown = widgets.HTML(feedback_html(given))
-    box = widgets.Textarea(description=label)
+    box = widgets.Textarea(description=label, placeholder=placeholder)
     box.add_class("companion-text")
     go = widgets.Button(description=button, button_style="primary", layout=widgets.Layout(width="auto"))
     status = widgets.HTML("")
