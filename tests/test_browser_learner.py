@@ -154,8 +154,11 @@ def test_a_learner_can_write_save_and_share_with_the_keyboard_alone(server, page
     tab_to("e.type === 'checkbox'")
     page.keyboard.press("Space")
     store = server.store()
-    saved = wait_until(lambda: (r := store.response("ana", "s2-note")).shared and r, what="the shared save")
-    assert saved.value == {"text": "Typed without a mouse."}
+    # The box sends its last keystrokes a moment after they are typed; the autosave then saves them all.
+    saved = wait_until(
+        lambda: (r := store.response("ana", "s2-note")).shared and r.value == {"text": "Typed without a mouse."} and r,
+        what="the shared save of the whole text",
+    )
     assert saved.shared is True
 
 
