@@ -68,3 +68,14 @@ def test_an_altered_link_to_another_learner_is_refused(server, page):
     forged = "cy" + real[len("bea"):]
     open_session(page, server.page("02-short.ipynb", f"learner={forged}"))
     assert "This link is not valid" in page.get_by_role("alert").inner_text()
+
+
+@pytest.mark.parametrize("path", ["/voila/tree", "/voila/tree/", "/voila/tree/dashboard.ipynb"])
+def test_nobody_gets_a_list_of_the_servers_pages(server, path):
+    import urllib.error
+    import urllib.request
+
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(server.url + path, timeout=30)
+    assert refused.value.code == 404
+    assert b"dashboard.ipynb" not in refused.value.read()

@@ -220,8 +220,10 @@ def _voila_class(settings: Settings | None = None):
                 (url_path_join(self.server_url, r"/(growth)/?"), page, arguments),
                 (url_path_join(self.server_url, r"/(session/[^/]*)/?"), page, arguments),
             ]
-            # Voila's own "/" handler (the file tree) is replaced by the home page.
-            return friendly + [h for h in handlers if h[0] != self.server_url]
+            # Voila's own "/" handler (the file tree) is replaced by the home page, and its /voila/tree
+            # pages are dropped: they listed every page, the dashboard included, to anyone.
+            tree = url_path_join(self.server_url, "/voila/tree")
+            return friendly + [h for h in handlers if h[0] != self.server_url and not h[0].startswith(tree)]
 
     return CompanionVoila
 
