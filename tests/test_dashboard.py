@@ -381,3 +381,21 @@ def test_the_chart_and_lists_escape_cohort_and_names(course, hostile_store):
     assert "0% complete" in chart
     lists = stragglers_html("Stalled", numbers.stalled, "x", "never")
     assert numbers.stalled and HOSTILE not in lists and "&lt;img" in lists
+
+
+def test_taking_a_name_off_the_list_closes_an_open_dashboard_at_its_next_action(course, hostile_store, monkeypatch):
+    settings = with_facilitators(course, ["lee"])
+    board = open_dashboard(monkeypatch, f"facilitator={key(settings, 'lee')}")
+    board.open_record("bea")
+    box = find(board, "Textarea", description="Your feedback")[0]
+    send = find(board, "Button", description="Send feedback")[0]
+
+    toml = course.root / "course" / "course.toml"
+    toml.write_text(toml.read_text().replace('facilitators = ["lee"]', 'facilitators = ["kim"]'))  # lee is taken off; her page stays open
+    box.value = "Sent after my name was removed."
+    send.click()
+    assert hostile_store.feedback("bea", "s1-why") == [], "nothing is saved by a facilitator no longer on the list"
+    assert "This dashboard is closed to you now" in html_of(board) and "lee is no longer on the list" in html_of(board)
+    board.open_record("cy")
+    board.refresh()
+    assert "PRIVATE" not in html_of(board) and "Cy" not in html_of(board)

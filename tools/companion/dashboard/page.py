@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 from html import escape
+from typing import Callable
 
 import ipywidgets as widgets
 
@@ -98,6 +99,20 @@ def stragglers_html(title: str, people: tuple[Straggler, ...], css: str, never: 
     )
 
 
+class CheckedStore:
+    """The store as one facilitator's page uses it: each feedback sent first checks they still may."""
+
+    def __init__(self, store, check: Callable[[], None]):
+        self._store, self._check = store, check
+
+    def __getattr__(self, name: str):
+        return getattr(self._store, name)
+
+    def add_feedback(self, *args, **kwargs):
+        self._check()
+        return self._store.add_feedback(*args, **kwargs)
+
+
 class Dashboard(widgets.VBox):
     """The facilitator dashboard (served from a one-cell notebook)::
 
@@ -119,7 +134,8 @@ class Dashboard(widgets.VBox):
             # What does not depend on who is asking is done before a preheated kernel waits for its request.
             store = open_store(self.settings.db_url)
             catalog = load_catalog(self.settings)
-            self.facilitator = facilitator(self.settings, _query_string())
+            self.query = _query_string()
+            self.facilitator = facilitator(self.settings, self.query)
         except CourseError as error:
             self.children = (
                 widgets.HTML(
@@ -128,7 +144,7 @@ class Dashboard(widgets.VBox):
                 ),
             )
             return
-        self.store, self.catalog = store, catalog
+        self.store, self.catalog = CheckedStore(store, self.authorised), catalog
         self.figures: Figures | None = None
         self.header = widgets.HTML(
             '<h1>Facilitator dashboard</h1><p class="companion-signed-in">Signed in as facilitator '
@@ -180,10 +196,38 @@ class Dashboard(widgets.VBox):
         )
         self.refresh()
 
+    # Who may act -------------------------------------------------------------
+
+    def authorised(self) -> None:
+        """Check, at the moment of each action, that this facilitator still may: course.toml is read again,
+        so a name taken off the list (or a link past its date) stops working at once, whatever the kernel
+        read when the page opened. Raises LinkError; the page then shows why and nothing more."""
+        from ..settings import load_settings
+
+        try:
+            facilitator(load_settings(self.settings.root), self.query)
+        except CourseError as error:
+            self.children = (
+                widgets.HTML(
+                    '<div class="companion-error" role="alert"><h2>This dashboard is closed to you now</h2>'
+                    f"<p>{escape(str(error))}</p></div>"
+                ),
+            )
+            raise
+
+    def _allowed(self) -> bool:
+        try:
+            self.authorised()
+        except CourseError:
+            return False
+        return True
+
     # Overview -----------------------------------------------------------------
 
     def refresh(self) -> None:
         """Compute the figures again and show them."""
+        if not self._allowed():
+            return
         self.figures = figures(self.store, self.catalog)
         groups = [("All cohorts", 0)] + [(g.label, n) for n, g in enumerate(self.figures.cohorts, 1)]
         chosen = self.cohort.value if self.cohort.value < len(groups) else 0
@@ -258,6 +302,8 @@ class Dashboard(widgets.VBox):
     def open_record(self, username: str) -> None:
         """Show one learner's record: goals in full (with check-ins), self-ratings start and end, progress, what is
         done, and their shared reflections; a feedback box on each goal, check-in and shared reflection."""
+        if not self._allowed():
+            return
         self.who.value = username
         if not identity.valid_username(username):
             self.record.children = (widgets.HTML('<p class="companion-error" role="status">Type a learner\'s username first.</p>'),)
