@@ -262,12 +262,24 @@ class Catalog:
         """The activities a learner must do before the session can be marked complete."""
         return [a for a in self.activities(session_id) if a.counts_for_completion]
 
-    def activity(self, activity_id: str) -> Activity:
+    def find(self, activity_id: str) -> Activity | None:
+        """The activity, or None when no notebook declares it (any more: learners' work outlives notebook edits)."""
         for reading in self.readings.values():
             for activity in reading.activities:
                 if activity.id == activity_id:
                     return activity
-        raise CatalogError(f"No activity '{activity_id}' in any session notebook; run 'companion check'.")
+        return None
+
+    def activity(self, activity_id: str) -> Activity:
+        found = self.find(activity_id)
+        if found is None:
+            raise CatalogError(f"No activity '{activity_id}' in any session notebook; run 'companion check'.")
+        return found
+
+    def title_of(self, activity_id: str) -> str:
+        """The activity's title, or its id when no notebook declares it any more."""
+        found = self.find(activity_id)
+        return found.title if found else activity_id
 
     def all_activities(self) -> list[Activity]:
         return [a for s in self.settings.sessions for a in self.activities(s.id)]

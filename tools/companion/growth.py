@@ -38,10 +38,10 @@ import ipywidgets as widgets
 from . import identity, paths
 from .activities import _query_string, local_time, signed_in_html
 from .activities.page import PRIVACY_NOTE
-from .activities.ratings import SCALE
+from .activities.ratings import SCALE, statement_ratings
 from .activities.writing import Goal, goal_privacy
 from .catalog import Activity, Catalog, load_catalog
-from .errors import CatalogError, CourseError, ExportError, StoreError
+from .errors import CourseError, ExportError, StoreError
 from .exports import journal
 from .settings import load_settings
 from .store import CheckIn, Feedback, Store, open_store
@@ -99,25 +99,11 @@ def new_feedback_summary(store: Store, catalog: Catalog, username: str, unseen: 
     is :meth:`~companion.store.Coaching.unseen_feedback` when the caller has it already."""
     goals, reflections = set(), set()
     for item in store.unseen_feedback(username) if unseen is None else unseen:
-        kind = _kind(catalog, item.activity_id)
-        (goals if item.check_in is not None or kind == "Goal" else reflections).add(item.activity_id)
+        activity = catalog.find(item.activity_id)
+        (goals if item.check_in is not None or (activity and activity.kind == "Goal") else reflections).add(item.activity_id)
     parts = [_plural(len(reflections), "reflection")] if reflections else []
     parts += [_plural(len(goals), "goal")] if goals else []
     return f"New feedback on {' and '.join(parts)}" if parts else None
-
-
-def _kind(catalog: Catalog, activity_id: str) -> str | None:
-    try:
-        return catalog.activity(activity_id).kind
-    except CatalogError:  # an activity a later version of the notebooks dropped
-        return None
-
-
-def _title(catalog: Catalog, activity_id: str) -> str:
-    try:
-        return catalog.activity(activity_id).title
-    except CatalogError:
-        return activity_id
 
 
 def _feedback_html(items: list[Feedback], heading: str = "Feedback from your facilitator") -> str:
@@ -135,36 +121,10 @@ def _feedback_html(items: list[Feedback], heading: str = "Feedback from your fac
 
 
 def ratings_by_competency(store: Store, catalog: Catalog, username: str) -> list[dict]:
-    """Per competency: its name, statements, and the learner's start and end ratings (None where not rated).
-
-    Reads every SelfAssessment in the catalog; when a stage is rated in more than
-    one place, the latest save counts."""
-    saved = store.responses(username)
-    rows = []
-    for competency in catalog.settings.competencies:
-        stages: dict[str, list] = {"start": [None] * len(competency.indicators), "end": [None] * len(competency.indicators)}
-        where: dict[str, Activity] = {}
-        latest: dict[str, object] = {}
-        for activity in catalog.all_activities():
-            if activity.kind != "SelfAssessment" or activity.competency != competency.id:
-                continue
-            stage = activity.args.get("stage", "start")
-            if stage not in stages:
-                continue
-            where.setdefault(stage, activity)
-            response = saved.get(activity.id)
-            value = response.value if response and isinstance(response.value, dict) else {}
-            ratings = value.get("ratings") if isinstance(value.get("ratings"), list) else []
-            if any(ratings) and (stage not in latest or response.updated_at > latest[stage]):
-                latest[stage] = response.updated_at
-                stages[stage] = [r if isinstance(r, int) and 1 <= r <= 4 else None for r in ratings][: len(competency.indicators)]
-                stages[stage] += [None] * (len(competency.indicators) - len(stages[stage]))
-        rows.append({
-            "id": competency.id, "name": competency.name, "statements": competency.indicators,
-            "start": stages["start"], "end": stages["end"],
-            "start_mean": _mean(stages["start"]), "end_mean": _mean(stages["end"]), "where": where,
-        })
-    return rows
+    """Per competency: its name, statements, the learner's start and end ratings (None where not rated), and
+    each stage's mean once every statement is rated (:func:`companion.activities.ratings.statement_ratings`)."""
+    rows = statement_ratings(catalog, store.responses(username))
+    return [{**row, "start_mean": _mean(row["start"]), "end_mean": _mean(row["end"])} for row in rows]
 
 
 def chart_label(rows: list[dict]) -> str:
@@ -391,7 +351,7 @@ def feedback_html(store: Store, catalog: Catalog, username: str, unseen: set[int
     dates = {c.id: c.at for c in store.check_ins(username)}
     items = []
     for item in received:
-        title = escape(_title(catalog, item.activity_id))
+        title = escape(catalog.title_of(item.activity_id))
         if item.check_in is not None:
             when = local_time(dates[item.check_in], "date") if item.check_in in dates else "an earlier date"
             about = f"your check-in of {when} on <strong>{title}</strong>"

@@ -45,7 +45,7 @@ from typing import Callable, Mapping
 
 from .canvas import check_base_url
 from .catalog import Catalog
-from .errors import CourseError, ReminderError
+from .errors import ReminderError
 from .identity import personal_link, server_secret
 from .paths import session_path
 from .roster import EMAIL
@@ -127,12 +127,11 @@ def _waited(since: datetime, now: datetime) -> str:
 def _activity_name(catalog: Catalog, item: Waiting) -> str:
     """'Session 1, "Your why" (shared reflection)': the activity's title only, never what was written."""
     kind = "shared reflection" if item.kind == "reflection" else "goal check-in"
-    try:
-        activity = catalog.activity(item.activity_id)
-        number = catalog.settings.session(activity.session_id).number
-        return f'Session {number}, "{activity.title}" ({kind})'
-    except CourseError:  # an activity no notebook declares any more
+    activity = catalog.find(item.activity_id)
+    if activity is None:  # an activity no notebook declares any more
         return f"{item.activity_id} ({kind})"
+    number = catalog.settings.session(activity.session_id).number
+    return f'Session {number}, "{activity.title}" ({kind})'
 
 
 def learner_message(catalog: Catalog, learner, topic: str, session, link: str) -> Message:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from html import escape
+from typing import Mapping
 
 import ipywidgets as widgets
 
@@ -10,6 +11,39 @@ from ..store import Response
 from .base import Activity
 
 SCALE = ("1 - Beginning", "2 - Developing", "3 - Applying", "4 - Leading")
+
+
+def statement_ratings(catalog, saved: Mapping[str, Response]) -> list[dict]:
+    """Per competency: its id, name, statements, and one learner's start and end rating of each (None where not
+    rated), from their saved responses by activity id; ``where`` names the activity that rates each stage.
+
+    The learner's growth page and the facilitator's record both read ratings this way. When a stage is
+    rated in more than one activity, the latest save that holds a rating counts."""
+    rows = []
+    for competency in catalog.settings.competencies:
+        size = len(competency.indicators)
+        stages: dict[str, list] = {"start": [None] * size, "end": [None] * size}
+        where: dict[str, object] = {}
+        latest: dict[str, object] = {}
+        for activity in catalog.all_activities():
+            if activity.kind != "SelfAssessment" or activity.competency != competency.id:
+                continue
+            stage = activity.args.get("stage", "start")
+            if stage not in stages:
+                continue
+            where.setdefault(stage, activity)
+            response = saved.get(activity.id)
+            value = response.value if response and isinstance(response.value, dict) else {}
+            ratings = value.get("ratings") if isinstance(value.get("ratings"), list) else []
+            if any(ratings) and (stage not in latest or response.updated_at > latest[stage]):
+                latest[stage] = response.updated_at
+                stages[stage] = [r if isinstance(r, int) and 1 <= r <= len(SCALE) else None for r in ratings][:size]
+                stages[stage] += [None] * (size - len(stages[stage]))
+        rows.append({
+            "id": competency.id, "name": competency.name, "statements": competency.indicators,
+            "start": stages["start"], "end": stages["end"], "where": where,
+        })
+    return rows
 
 
 class SelfAssessment(Activity):

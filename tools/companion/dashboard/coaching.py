@@ -25,7 +25,6 @@ from datetime import datetime, timedelta, timezone
 from html import escape
 
 from ..catalog import Catalog
-from ..errors import CourseError
 from ..store import Store, Waiting
 from .figures import LISTED, NO_COHORT
 
@@ -92,14 +91,6 @@ class Queue:
     count: int  # everything waiting, however many are listed
 
 
-def title_of(catalog: Catalog, activity_id: str) -> str:
-    """The activity's title in the notebooks, or its id when no notebook declares it any more."""
-    try:
-        return catalog.activity(activity_id).title
-    except CourseError:
-        return activity_id
-
-
 def queue(store: Store, catalog: Catalog, now: datetime | None = None, listed: int | None = LISTED) -> Queue:
     """What waits for feedback, oldest first: the first ``listed`` (None: all) described, and how many in all."""
     now = now or datetime.now(timezone.utc)
@@ -107,7 +98,7 @@ def queue(store: Store, catalog: Catalog, now: datetime | None = None, listed: i
     shown = waiting if listed is None else waiting[:listed]
     items = []
     for item in shown:
-        title = title_of(catalog, item.activity_id)
+        title = catalog.title_of(item.activity_id)
         what = f"check-in on {title}" if item.kind == "check-in" else title
         items.append(QueueItem(item, item.name or item.username, item.cohort or NO_COHORT, what, words_for(now - item.since)))
     return Queue(tuple(items), len(waiting))

@@ -18,7 +18,7 @@ from typing import Callable
 
 import ipywidgets as widgets
 
-from ..activities.ratings import SCALE
+from ..activities.ratings import SCALE, statement_ratings
 from ..catalog import Activity, Catalog
 from ..errors import CourseError
 from ..store import CheckIn, Feedback, Response, Store
@@ -86,27 +86,11 @@ def goals_and_ratings(store: Store, catalog: Catalog, username: str, seen: list[
                        {c.id: tuple(given.get((activity.id, c.id), ())) for c in history})
         )
 
-    tables = []
-    for competency in catalog.settings.competencies:
-        stages: dict[str, Response] = {}
-        for activity in catalog.all_activities():
-            stage = activity.args.get("stage", "start")
-            response = saved.get(activity.id)
-            if activity.kind != "SelfAssessment" or activity.competency != competency.id or response is None:
-                continue
-            if stage in ("start", "end") and (stage not in stages or response.updated_at > stages[stage].updated_at):
-                stages[stage] = response
-        if not stages:
-            continue
-
-        def ratings(stage: str) -> list:
-            value = stages[stage].value if stage in stages else None
-            return list((value or {}).get("ratings") or []) if isinstance(value, dict) else []
-
-        start, end = ratings("start"), ratings("end")
-        pick = lambda values, n: values[n] if n < len(values) and isinstance(values[n], int) else None  # noqa: E731
-        rows = tuple(RatingRow(text, pick(start, n), pick(end, n)) for n, text in enumerate(competency.indicators))
-        tables.append(RatingTable(competency.id, competency.name, rows))
+    tables = [
+        RatingTable(row["id"], row["name"], tuple(RatingRow(text, *pair) for text, pair in zip(row["statements"], zip(row["start"], row["end"]))))
+        for row in statement_ratings(catalog, saved)
+        if any(row["start"]) or any(row["end"])
+    ]
     return goals, tables
 
 
