@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 
 import pytest
+from playwright.sync_api import expect
 
 from conftest import Server, open_session, wait_until
 
@@ -73,7 +74,8 @@ def test_after_completing_a_session_the_page_links_to_the_next_and_keeps_the_ans
 
     following = page.get_by_role("link", name="Continue to Session 2: A short second session")
     assert following.get_attribute("href").endswith("/session/2")
-    assert page.get_by_label(re.compile("What is one thing that would make it more useful")).is_disabled()
-    assert page.get_by_label("Useful", exact=True).is_disabled()
+    # Each control's disabled state reaches the browser as its own widget message, just after the status text.
+    expect(page.get_by_label(re.compile("What is one thing that would make it more useful"))).to_be_disabled()
+    expect(page.get_by_label("Useful", exact=True)).to_be_disabled()
     completed = store.response("ana", "s1-complete")
     assert completed.done and completed.value == {"useful": "Useful", "improve": "More stories."}
