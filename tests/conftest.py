@@ -104,8 +104,9 @@ class Server:
         try:
             wait_for_server(f"{self.url}/voila/static/voila.js", self.process)
         except Exception:
+            output = self.output()
             self.stop()
-            raise RuntimeError(f"companion serve did not start:\n{self.output()[-4000:]}")
+            raise RuntimeError(f"companion serve did not start:\n{output[-4000:]}")
 
     def output(self) -> str:
         self.log.flush()

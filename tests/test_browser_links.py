@@ -53,21 +53,23 @@ def test_a_missing_altered_or_expired_link_records_nothing_and_says_why(server, 
     if query == "learner=EXPIRED":
         query = "learner=" + token(server.root, "bea", days=1, now=time.time() - 3 * 86400)
     before = events(server.root)
-    open_session(page, server.page("01-every-activity.ipynb", query))
-    alert = page.get_by_role("alert")
-    assert "We could not tell who you are" in alert.inner_text()
-    assert message in alert.inner_text()
-    assert "nothing has been saved" in alert.inner_text()
+    answer = page.goto(server.page("01-every-activity.ipynb", query))
+    assert answer.status == 403, "the server answers before any kernel starts"
+    assert page.get_by_role("heading", level=1).inner_text() == "We could not tell who you are"
+    said = page.locator("main").inner_text()
+    assert message in said
+    assert "nothing has been saved" in said
     assert page.locator("textarea").count() == 0, "no activity renders without a learner"
     assert page.get_by_role("button").count() == 0
+    assert page.locator("script").count() == 0
     assert events(server.root) == before
 
 
 def test_an_altered_link_to_another_learner_is_refused(server, page):
     real = token(server.root, "bea")
     forged = "cy" + real[len("bea"):]
-    open_session(page, server.page("02-short.ipynb", f"learner={forged}"))
-    assert "This link is not valid" in page.get_by_role("alert").inner_text()
+    page.goto(server.page("02-short.ipynb", f"learner={forged}"))
+    assert "This link is not valid" in page.locator("main").inner_text()
 
 
 @pytest.mark.parametrize("path", ["/voila/tree", "/voila/tree/", "/voila/tree/dashboard.ipynb"])

@@ -29,6 +29,7 @@ from typing import Callable
 from tornado import web
 
 from . import paths
+from .admission import Admission, Refused
 from .errors import SettingsError
 from .release import is_stale, release, site_dir
 from .settings import COURSE_FILE, Settings, load_settings
@@ -66,7 +67,8 @@ def content_security_policy(settings: Settings) -> str:
 
 def voila_config(settings: Settings, port: int, host: str = "127.0.0.1") -> dict:
     """Voila's traitlets configuration, generated from course.toml."""
-    pool = max(settings.server.preheated_kernels, 0)
+    limits = settings.server
+    pool = max(limits.preheated_kernels, 0)
     tornado_settings: dict = {"headers": {"Content-Security-Policy": content_security_policy(settings)}}
     config = {
         "Voila": {
@@ -82,15 +84,19 @@ def voila_config(settings: Settings, port: int, host: str = "127.0.0.1") -> dict
             "default_pool_size": pool,
             "progressive_rendering": False,
             "show_tracebacks": False,
+            "multi_kernel_manager_class": "companion.kernels.CompanionKernelManager",
             # The pages need only the widget manager; the other installed JupyterLab extensions
             # (nbgrader's, Notebook's, pygments') would be fetched and run on every page load.
             "extension_allowlist": list(PAGE_EXTENSIONS),
         },
+        # Closed pages' kernels stop after closed_page_seconds; open pages idle past
+        # pause_idle_seconds are paused (companion.kernels).
         "MappingKernelManager": {
-            "cull_idle_timeout": settings.server.cull_idle_seconds,
-            "cull_interval": 60,
+            "cull_idle_timeout": limits.closed_page_seconds,
+            "cull_interval": max(2, min(60, limits.closed_page_seconds // 4)),
             "cull_connected": False,
         },
+        "CompanionKernelManager": {"pause_idle_seconds": limits.pause_idle_seconds},
         # Kernels talk to the server over Unix sockets named after each kernel. Over TCP, kernels
         # started at once (learners arriving together) can be handed the same free port: that
         # kernel dies, and its learner's page never arrives. (Nor is local TCP encrypted.)
@@ -136,6 +142,17 @@ def page_routes(settings: Settings) -> dict[str, str]:
     return routes
 
 
+def message_page(settings: Settings, heading: str, body: str) -> str:
+    """A short page of the server's own (no kernel): ``heading`` and ``body`` (HTML, already escaped)."""
+    heading = escape(heading)
+    return (
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        f"<title>{heading} — {escape(settings.title)}</title><style>{MESSAGE_CSS}</style></head>"
+        f"<body><main><h1>{heading}</h1>{body}</main></body></html>\n"
+    )
+
+
 def unknown_session_page(settings: Settings, asked: str, query: str = "", base_url: str = "/") -> str:
     """The 404 page for ``/session/<asked>``: which sessions exist, each linked, and the way home.
 
@@ -153,51 +170,119 @@ def unknown_session_page(settings: Settings, asked: str, query: str = "", base_u
         known = f"sessions {numbers[0]} to {numbers[-1]}"
     else:
         known = "sessions " + ", ".join(map(str, numbers[:-1])) + f" and {numbers[-1]}"
-    heading = f"There is no session {escape(asked)}" if asked else "Which session?"
-    return (
-        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
-        '<meta name="viewport" content="width=device-width, initial-scale=1">'
-        f"<title>{heading} — {escape(settings.title)}</title><style>{NOT_FOUND_CSS}</style></head>"
-        f"<body><main><h1>{heading}</h1>"
+    heading = f"There is no session {asked}" if asked else "Which session?"
+    return message_page(
+        settings,
+        heading,
         f"<p>{escape(settings.title)} has {known}:</p><ul>{items}</ul>"
-        f'<p><a href="{base}{suffix}">Go to my sessions</a></p></main></body></html>\n'
+        f'<p><a href="{base}{suffix}">Go to my sessions</a></p>',
     )
 
 
-NOT_FOUND_CSS = (
+MESSAGE_CSS = (
     "body{font-family:system-ui,sans-serif;font-size:1.05rem;line-height:1.5;color:#1f2328;margin:2rem}"
     "main{max-width:44rem}a{color:#1d4f91;text-decoration:underline}"
     "a:focus-visible{outline:3px solid #bf5700;outline-offset:2px}li{margin:0.3rem 0}"
 )
 
 
+class _OwnerRecorder:
+    """The kernel manager as one page request sees it: each kernel it is given is recorded as ``username``'s."""
+
+    def __init__(self, manager, username: str):
+        self._manager = manager
+        self._username = username
+
+    def __getattr__(self, name):
+        return getattr(self._manager, name)
+
+    async def get_rendered_notebook(self, *args, **kwargs):
+        task, cache, kernel_id = await self._manager.get_rendered_notebook(*args, **kwargs)
+        self._manager.record_owner(kernel_id, self._username)
+        return task, cache, kernel_id
+
+    async def start_kernel(self, *args, **kwargs):
+        from jupyter_server.utils import ensure_async
+
+        kernel_id = await ensure_async(self._manager.start_kernel(*args, **kwargs))
+        self._manager.record_owner(kernel_id, self._username)
+        return kernel_id
+
+
 def _page_handler():
     from voila.tornado.handler import TornadoVoilaHandler
 
     class CompanionPage(TornadoVoilaHandler):
-        """Voila's page handler at a friendly path: renders the notebook file the path names.
+        """Voila's page handler for the course's own pages, behind :mod:`companion.admission`.
 
-        Unknown session numbers get a 404 page that lists the sessions."""
+        ``path`` is a friendly path (``session/2``) or, at ``/voila/render/``, a page's
+        file name. A request the admission refuses gets a short page and no kernel;
+        unknown session numbers get a 404 page that lists the sessions."""
 
         def initialize(self, **kwargs):
             self.routes: dict[str, str] = kwargs.pop("routes")
             self.course: Settings = kwargs.pop("course")
+            self.admission = kwargs.pop("admission")
+            self._username: str | None = None
             super().initialize(**kwargs)
+
+        @property
+        def kernel_manager(self):
+            manager = self.settings["kernel_manager"]
+            if self._username and hasattr(manager, "record_owner"):
+                return _OwnerRecorder(manager, self._username)
+            return manager
+
+        def _short_page(self, status: int, html: str) -> None:
+            self.set_status(status)
+            self.set_header("Content-Type", "text/html; charset=utf-8")
+            self.set_header("Cache-Control", "no-cache, no-store, must-revalidate")
+            self.finish(html)
+
+        def address(self) -> str:
+            """The requesting address; behind a proxy (``[server] behind_proxy``), the one it forwarded."""
+            if self.course.server.behind_proxy:
+                forwarded = self.request.headers.get("X-Forwarded-For", "").split(",")[-1].strip()
+                return forwarded or self.request.headers.get("X-Real-Ip", "") or self.request.remote_ip
+            return self.request.remote_ip
 
         @web.authenticated
         async def get(self, path: str = ""):
             route = path.strip("/")
             notebook = self.routes.get(route)
+            if notebook is None and route in self.routes.values():
+                notebook = route
             if notebook is None:
-                self.set_status(404)
-                self.set_header("Content-Type", "text/html; charset=utf-8")
-                self.set_header("Cache-Control", "no-cache, no-store, must-revalidate")
                 asked = route.removeprefix("session").strip("/")
-                self.finish(unknown_session_page(self.course, asked, self.request.query, self.base_url))
+                self._short_page(404, unknown_session_page(self.course, asked, self.request.query, self.base_url))
                 return
+            answer = self.admission.check(notebook, self.request.query, self.address(), self.settings["kernel_manager"])
+            if isinstance(answer, Refused):
+                if answer.retry_after:
+                    self.set_header("Retry-After", str(answer.retry_after))
+                self.log.info("Refused %s (%s) to %s: %s", route or "/", answer.status, self.address(), answer.heading)
+                self._short_page(answer.status, message_page(self.course, answer.heading, f"<p>{escape(answer.message)}</p>"))
+                return
+            self._username = answer.username
             await super().get(notebook)
 
     return CompanionPage
+
+
+def _paused_handler():
+    from jupyter_server.base.handlers import APIHandler
+
+    class PausedKernel(APIHandler):
+        """``{"paused": true}`` when this server paused the kernel (its page was left idle), so the page can say so."""
+
+        @web.authenticated
+        def get(self, kernel_id: str):
+            manager = self.settings["kernel_manager"]
+            paused = bool(getattr(manager, "was_paused", lambda _: False)(kernel_id))
+            self.set_header("Cache-Control", "no-store")
+            self.finish(json.dumps({"paused": paused}))
+
+    return PausedKernel
 
 
 def _voila_class(settings: Settings | None = None):
@@ -212,18 +297,24 @@ def _voila_class(settings: Settings | None = None):
             course = settings or load_settings()
             # The same arguments Voila gives its own /voila/render/ handler (template paths, config).
             render = next(h[2] for h in handlers if h[0] == url_path_join(self.server_url, r"/voila/render/(.*)"))
-            arguments = {**render, "routes": page_routes(course), "course": course}
+            admission = Admission(course, os.environ.get("COMPANION_IDENTITY", "local"))
+            arguments = {**render, "routes": page_routes(course), "course": course, "admission": admission}
             page = _page_handler()
-            friendly = [
+            render_path = url_path_join(self.server_url, r"/voila/render/(.*)")
+            ours = [
                 (self.server_url, page, arguments),
                 (url_path_join(self.server_url, r"/(dashboard)/?"), page, arguments),
                 (url_path_join(self.server_url, r"/(growth)/?"), page, arguments),
                 (url_path_join(self.server_url, r"/(session/[^/]*)/?"), page, arguments),
+                (render_path, page, arguments),
+                (url_path_join(self.server_url, r"/companion/paused/([0-9a-f-]{1,64})"), _paused_handler()),
             ]
-            # Voila's own "/" handler (the file tree) is replaced by the home page, and its /voila/tree
-            # pages are dropped: they listed every page, the dashboard included, to anyone.
+            # Voila's own "/" handler (the file tree) is replaced by the home page, its /voila/render/
+            # by the same admission-checked page handler, and its /voila/tree pages are dropped:
+            # they listed every page, the dashboard included, to anyone.
             tree = url_path_join(self.server_url, "/voila/tree")
-            return friendly + [h for h in handlers if h[0] != self.server_url and not h[0].startswith(tree)]
+            replaced = (self.server_url, render_path)
+            return ours + [h for h in handlers if h[0] not in replaced and not h[0].startswith(tree)]
 
     return CompanionVoila
 

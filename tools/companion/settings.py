@@ -59,11 +59,17 @@ class Session:
 @dataclass(frozen=True)
 class ServerSettings:
     frame_ancestors: tuple[str, ...]
-    cull_idle_seconds: int
     preheated_kernels: int
     link_days: int
     https: bool  # learners reach the pages over HTTPS, so cookies may be third-party (SameSite=None; Secure)
     facilitators: tuple[str, ...] = ()  # usernames who may open the facilitator dashboard (see companion.dashboard)
+    # Limits on kernels (see companion.admission and companion.kernels); 0 means no limit.
+    closed_page_seconds: int = 120  # a closed page's kernel stops after this long
+    pause_idle_seconds: int = 1800  # an open page untouched this long is paused (its kernel stopped)
+    pages_per_learner: int = 6
+    max_pages: int = 150  # open pages on the whole server; each holds about 120 MiB
+    requests_per_minute: int = 120  # page requests per address (a whole office may share one)
+    behind_proxy: bool = False  # a proxy forwards the requests: count addresses by its X-Forwarded-For
 
 
 @dataclass(frozen=True)
@@ -213,11 +219,12 @@ def load_settings(root: Path | str | None = None) -> Settings:
         sessions=tuple(sessions),
         server=ServerSettings(
             frame_ancestors=tuple(server.get("frame_ancestors", [])),
-            cull_idle_seconds=int(server.get("cull_idle_seconds", 900)),
             preheated_kernels=int(server.get("preheated_kernels", 1)),
             link_days=int(server.get("link_days", 120)),
             https=server.get("https", False),
             facilitators=tuple(facilitators),
+            behind_proxy=_typed(server, "behind_proxy", bool, False, "[server]", path),
+            **_limits(server, path),
         ),
         email=email,
         coaching=coaching,
@@ -230,6 +237,24 @@ def _typed(table: dict, key: str, kind: type, default, where: str, path: Path):
         example = {bool: "true or false, without quotes", int: "a whole number", str: "text in quotes"}[kind]
         raise SettingsError(f"{path}: {where} {key} is {value!r}; write {example}.")
     return value
+
+
+LIMITS = ("closed_page_seconds", "pause_idle_seconds", "pages_per_learner", "max_pages", "requests_per_minute")
+
+
+def _limits(server: dict, path: Path) -> dict[str, int]:
+    """[server]'s limits on kernels and requests: whole numbers, 0 or more (0: no limit)."""
+    defaults = ServerSettings((), 1, 120, False)
+    limits = {key: _typed(server, key, int, getattr(defaults, key), "[server]", path) for key in LIMITS}
+    for key, value in limits.items():
+        if value < 0:
+            raise SettingsError(f"{path}: [server] {key} is {value}; write 0 (no limit) or more.")
+    if not 10 <= limits["closed_page_seconds"] <= 86400:
+        raise SettingsError(
+            f"{path}: [server] closed_page_seconds is {limits['closed_page_seconds']}; write 10 to 86400 "
+            "(a closed page's kernel must stop some time)."
+        )
+    return limits
 
 
 def _email(table: dict, path: Path) -> EmailSettings:

@@ -22,9 +22,10 @@
   var BACK = "The connection is back. Reload the page to save your changes: they are kept in this browser until then.";
   var KERNEL = "Not connected: this page lost its link to your workbook. Your last changes are kept in this browser; reload the page to save them.";
   var STUCK = "Your latest changes could not be saved on this page. Reload the page to save them: they are kept in this browser until then.";
+  var PAUSED = "This page was paused because it was left open without activity, to keep the server free for others. Everything you wrote is kept. Resume to carry on where you left off.";
 
   // lost: the server or the page's kernel is gone; offered: the banner offers a reload (the page cannot save).
-  var state = { learner: null, session: null, lost: false, offered: false, orphaned: false, leaving: false, reloading: false, polling: null };
+  var state = { learner: null, session: null, lost: false, offered: false, orphaned: false, paused: false, leaving: false, reloading: false, polling: null, kernel: null };
   var pending = {};  // storage key -> {text, at, base}
 
   // Loading screen ------------------------------------------------------------------------------
@@ -107,7 +108,7 @@
       var button = document.createElement("button");
       button.type = "button";
       button.className = "companion-banner-button";
-      button.textContent = "Reload the page";
+      button.textContent = RELOAD;
       button.hidden = true;
       button.addEventListener("click", function () { state.reloading = true; location.reload(); });
       element.appendChild(text);
@@ -116,11 +117,14 @@
     }
     return element;
   }
-  function say(message, offerReload) {
+  var RELOAD = "Reload the page";
+  function say(message, offerReload, label) {
     var element = banner();
     var text = element.querySelector(".companion-banner-text");
     if (text.textContent !== message) { text.textContent = message; }
-    element.querySelector(".companion-banner-button").hidden = !offerReload;
+    var button = element.querySelector(".companion-banner-button");
+    button.textContent = label || RELOAD;
+    button.hidden = !offerReload;
     element.hidden = false;
   }
   function quiet() {
@@ -129,6 +133,7 @@
     state.offered = false;
   }
   function offerReload(message) {
+    if (state.paused) { return; }
     state.offered = true;
     say(message, true);
   }
@@ -143,6 +148,22 @@
     state.lost = true;
     say(OFFLINE, false);
     poll();
+    askIfPaused();
+  }
+  // The server stops the kernel of a page left idle (companion.kernels): then the page was paused, not lost.
+  function askIfPaused() {
+    if (!state.kernel || state.paused) { return; }
+    fetch(state.kernel.paused, { cache: "no-store" }).then(function (answer) {
+      return answer.ok ? answer.json() : { paused: false };
+    }).then(function (answer) {
+      if (!answer.paused || state.paused) { return; }
+      state.paused = state.lost = state.orphaned = true;
+      clearInterval(state.polling);
+      state.polling = null;
+      say(PAUSED, true, "Resume");
+      var button = document.querySelector("#companion-connection .companion-banner-button");
+      if (button) { button.focus(); }
+    }).catch(function () { /* the server is away: the page says so already */ });
   }
   // The page's kernel died (the server said so): its widgets cannot save any more, so only a reload helps.
   function orphaned() {
@@ -151,6 +172,7 @@
     clearInterval(state.polling);
     state.polling = null;
     offerReload(KERNEL);
+    askIfPaused();
   }
   function probe() {
     var base = (document.body && document.body.getAttribute("data-base-url")) || "/voila/";
@@ -159,6 +181,7 @@
         clearInterval(state.polling);
         state.polling = null;
         if (!state.orphaned) { offerReload(state.lost ? BACK : STUCK); }
+        askIfPaused();
       }
     }).catch(function () { /* still away */ });
   }
@@ -177,9 +200,14 @@
     });
   }
   var NativeSocket = window.WebSocket;
+  var CHANNELS = /^ws(s?:\/\/.*\/)api\/kernels\/([0-9a-f-]+)\/channels/;
   function CompanionSocket(url, protocols) {
     var socket = protocols === undefined ? new NativeSocket(url) : new NativeSocket(url, protocols);
-    if (/\/channels/.test(String(url))) { watch(socket); }
+    var kernel = CHANNELS.exec(String(url));
+    if (kernel) {
+      state.kernel = { id: kernel[2], paused: "http" + kernel[1] + "companion/paused/" + kernel[2] };
+      watch(socket);
+    }
     return socket;
   }
   CompanionSocket.prototype = NativeSocket.prototype;
