@@ -69,3 +69,16 @@ def test_canvas_links_give_each_session_its_number_path(course, capsys):
         ("s1", "https://companion.example.org/session/1"),
         ("s2", "https://companion.example.org/session/2"),
     ]
+
+
+def test_backup_and_restore_errors_are_one_message_without_a_traceback(course, tmp_path):
+    import os
+
+    env = {**os.environ, "COMPANION_COURSE_DIR": str(course.root), "COMPANION_HOME": str(course.home)}
+    garbage = tmp_path / "garbage.db"
+    garbage.write_bytes(b"not a database at all" * 50)
+    result = run("restore", str(garbage), cwd=tmp_path, env=env)
+    assert (result.returncode, result.stdout) == (2, "")
+    assert result.stderr.startswith(f"error: {garbage} is not a companion store backup") and "Traceback" not in result.stderr
+    result = run("backup", "-o", str(tmp_path / "b.db"), cwd=tmp_path, env=env)
+    assert result.returncode == 2 and "There is no store at" in result.stderr and "Traceback" not in result.stderr

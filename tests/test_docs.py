@@ -103,3 +103,17 @@ def test_the_addresses_in_the_readme_are_the_ones_the_commands_give(tmp_path, mo
     # The README no longer sends anyone to the old addresses of the home page or the dashboard.
     old = [line for line in README.splitlines() if "voila/render/home.ipynb" in line or "voila/render/dashboard.ipynb" in line]
     assert old == []
+
+
+def test_the_backup_section_gives_commands_the_cli_accepts_and_a_schedule():
+    import shlex
+
+    section = README.split("## Backup and restore", 1)[1].split("\n## ", 1)[0]
+    commands = re.findall(r"companion (?:backup|restore) [^`&\n]*", section)
+    assert any(c.startswith("companion backup -o backups/companion-$(date") for c in commands), "a nightly backup with a dated name"
+    assert any(c.startswith("companion restore ") and "--force" in c for c in commands)
+    for command in commands:
+        parser().parse_args(shlex.split(re.sub(r"\$\([^)]*\)", "DATE", command))[1:])  # exits (and fails the test) on an option the command does not have
+    cron = [line for line in fenced_commands(section) if line.startswith("15 2 * * * ")]
+    assert len(cron) == 2 and all("-mtime +30 -delete" in line and "\\%F" in line for line in cron), "SQLite and PostgreSQL, dated and pruned"
+    assert "pg_dump --format=custom" in section and "pg_restore --clean --if-exists --no-owner" in section

@@ -221,6 +221,30 @@ def cmd_upgrade(args) -> int:
     return 0
 
 
+def _held(done) -> str:
+    """'3 learners, 1 response, 12 events': what a backup or restore copied."""
+    return ", ".join(f"{n} {thing}{'' if n == 1 else 's'}" for n, thing in ((done.learners, "learner"), (done.responses, "response"), (done.events, "event")))
+
+
+def cmd_backup(args) -> int:
+    from .store import backup_store
+
+    done = backup_store(load_settings().db_url, args.output, force=args.force,
+                        progress=lambda copied, total: print(f"  copied {copied} of {total} pages", flush=True))
+    print(f"Backed up the store to {done.path} ({done.size / 1_048_576:.1f} MB, schema revision {done.revision}): {_held(done)}. "
+          f"Restore it with 'companion restore {done.path}'.")
+    return 0
+
+
+def cmd_restore(args) -> int:
+    from .store import restore_store
+
+    done = restore_store(load_settings().db_url, args.file, force=args.force)
+    upgraded = f", its schema upgraded from revision {done.upgraded_from} to {done.revision}" if done.upgraded_from else ""
+    print(f"Restored {args.file} into the store at {done.path}{upgraded}: {_held(done)}. Start the server again with 'companion serve'.")
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="companion", description="Supervisor Companion: the Antiracist Leadership training's workbooks, store and tools.")
     commands = top.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -298,6 +322,16 @@ def parser() -> argparse.ArgumentParser:
 
     upgrade = commands.add_parser("upgrade", help="create or upgrade the database schema")
     upgrade.set_defaults(run=cmd_upgrade)
+
+    backup = commands.add_parser("backup", help="copy the SQLite store to a file, consistently, while the server runs (PostgreSQL: prints the pg_dump command)")
+    backup.add_argument("-o", "--output", required=True, help="the backup file to write, e.g. backups/companion-2025-01-31.db")
+    backup.add_argument("--force", action="store_true", help="replace the file if it exists (default: refuse)")
+    backup.set_defaults(run=cmd_backup)
+
+    restore = commands.add_parser("restore", help="replace the SQLite store with a backup, upgrading its schema; stop the server first")
+    restore.add_argument("file", help="a file written by 'companion backup'")
+    restore.add_argument("--force", action="store_true", help="replace a store that already holds learners or work (default: refuse)")
+    restore.set_defaults(run=cmd_restore)
     return top
 
 

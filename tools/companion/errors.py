@@ -19,6 +19,10 @@ class StoreError(CourseError):
     """The database could not be reached, upgraded or written."""
 
 
+class StoreUnavailable(StoreError):
+    """The database could not be used just now (locked, busy, stopped, the connection lost); trying again later may work."""
+
+
 class LinkError(CourseError):
     """A personal link is missing, altered or expired."""
 
@@ -37,3 +41,7 @@ class ExportError(CourseError):
 
 class ReminderError(CourseError):
     """Reminders could not be sent (no mail server set, unreachable, a refused login); what was not sent is not recorded."""
+
+
+class BackupError(StoreError):
+    """A backup or restore was refused or failed (a PostgreSQL store, a file that is not a companion backup, a store that is not empty); nothing was changed."""

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import logging
+import os
+import sys
 from html import escape
 from typing import Callable, ClassVar
 
@@ -15,6 +18,59 @@ from ..progress import session_rule
 from ..settings import load_settings
 from ..store import open_store
 from .page import PRIVACY_NOTE, signed_in_html
+
+
+WIDGET_MESSAGES = frozenset({"comm_open", "comm_msg", "comm_close"})  # what a page sends its kernel after it has opened
+
+
+def keep_errors_off_the_page() -> None:
+    """Send the kernel's errors and log records to the server log, never to the page.
+
+    A page's kernel publishes on its output channel, which every browser on
+    the kernel's websocket receives: ipywidgets shows an error raised while
+    handling a widget message (a state of the wrong type, an unknown key, a
+    callback that fails) as a full traceback, and log records and warnings
+    with no handler of their own go to ``sys.stderr``, which the kernel also
+    forwards. Either would show server paths to anyone who sends a malformed
+    message. Here such errors are written, traceback and all, to the kernel's
+    real stderr (the server log) and the page is told nothing; a message
+    that fails to apply changes nothing, and the kernel keeps serving the page. Errors while the
+    notebook's cells run are left to Voila, which hides their tracebacks
+    itself. Called once per kernel, when the activities are first imported;
+    outside a kernel it does nothing.
+    """
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return
+    shell = get_ipython()
+    kernel = getattr(shell, "kernel", None)
+    if kernel is None or getattr(shell, "_companion_quiet", False):
+        return
+    # The kernel forwards what is written on file descriptor 2 to the page; it keeps a copy of the real one.
+    real_fd = getattr(sys.stderr, "_original_stdstream_copy", None)
+    server_log = os.fdopen(os.dup(real_fd), "w", buffering=1, encoding="utf-8", errors="replace") if real_fd is not None else sys.__stderr__
+    handler = logging.StreamHandler(server_log)
+    handler.setFormatter(logging.Formatter("[companion kernel %(process)d] %(levelname)s %(name)s | %(message)s"))
+    logging.getLogger().addHandler(handler)
+    logging.captureWarnings(True)
+    log = logging.getLogger("companion.page")
+    shown = shell.showtraceback
+
+    def showtraceback(exc_tuple=None, *args, **kwargs):
+        parent = kernel.get_parent() or {}
+        message = parent.get("header", {}).get("msg_type")
+        if message not in WIDGET_MESSAGES:
+            return shown(exc_tuple, *args, **kwargs)
+        content = parent.get("content")
+        comm = content.get("comm_id") if isinstance(content, dict) else None
+        log.error("A %s from the page (comm %s) failed; the page was not told. The error:", message, comm, exc_info=exc_tuple or sys.exc_info())
+
+    shell.showtraceback = showtraceback
+    shell._companion_quiet = True
+
+
+keep_errors_off_the_page()
 
 
 class Workbook(widgets.VBox):

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import os
 
+from .backup import Copied, backup_store, restore_store
 from .coaching import CHECKED_IN, Coaching
 from .database import READ_ONLY, Database
 from .reads import Reads
@@ -41,7 +42,7 @@ from .schema import (
 
 # What other modules import from companion.store: the store, what it returns, its tables and its limits.
 __all__ = [
-    "CHECKED_IN", "CONFLICTED", "HEAD_REVISION", "CheckIn", "CheckInRow", "Coaching", "Waiting", "MAX_VALUE_BYTES", "PROGRESS_RULE", "READ_ONLY", "RULE_CHECK_SECONDS", "UNCHECKED",
+    "CHECKED_IN", "CONFLICTED", "Copied", "backup_store", "restore_store", "HEAD_REVISION", "CheckIn", "CheckInRow", "Coaching", "Waiting", "MAX_VALUE_BYTES", "PROGRESS_RULE", "READ_ONLY", "RULE_CHECK_SECONDS", "UNCHECKED",
     "Base", "CompletionRule", "Database", "Event", "EventRow", "Feedback", "FeedbackRow", "Learner", "LearnerRow",
     "MetaRow", "ProgressRow", "ReminderRow", "ProgressSummary", "Reads", "Response", "ResponseRow", "Saves", "Store", "open_store",
     "utcnow",
