@@ -30,6 +30,7 @@ from tornado import web
 
 from . import paths
 from .admission import Admission, Refused
+from .caching import cached_handlers, static_version, versioned_page_config
 from .errors import SettingsError
 from .release import is_stale, release, site_dir
 from .settings import COURSE_FILE, Settings, load_settings
@@ -314,7 +315,18 @@ def _voila_class(settings: Settings | None = None):
             # they listed every page, the dashboard included, to anyone.
             tree = url_path_join(self.server_url, "/voila/tree")
             replaced = (self.server_url, render_path)
-            return ours + [h for h in handlers if h[0] not in replaced and not h[0].startswith(tree)]
+            kept = [h for h in handlers if h[0] not in replaced and not h[0].startswith(tree)]
+            return ours + cached_handlers(kept, self.server_url, self.static_paths, self._static_version)
+
+        def init_settings(self):
+            # Before Voila builds its kernel manager and pages: the pages load script chunks from a versioned path.
+            self._static_version = static_version(self.static_paths)
+            self.voila_configuration.page_config_hook = versioned_page_config(self._static_version, self.base_url)
+            settings = super().init_settings()
+            # HTML, JavaScript, CSS and JSON go compressed to browsers that accept gzip. Tornado reads this
+            # when the application is made, so it cannot go in tornado_settings, which Voila applies after.
+            settings["compress_response"] = True
+            return settings
 
     return CompanionVoila
 
