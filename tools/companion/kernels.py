@@ -29,6 +29,9 @@ from traitlets import Integer
 
 # How many paused kernel ids are remembered (oldest forgotten first): a page asks within seconds.
 PAUSED_REMEMBERED = 10_000
+# A page's kernel with no browser connected is being loaded for this long after it was handed out;
+# after that, it is a closed page (a reloaded or closed tab).
+LOADING_SECONDS = 30
 
 
 class CompanionKernelManager(AsyncMappingKernelManager):
@@ -40,7 +43,7 @@ class CompanionKernelManager(AsyncMappingKernelManager):
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
-        self._owners: dict[str, str] = {}
+        self._owners: dict[str, tuple[str, float]] = {}  # kernel id -> (username, when handed out)
         self._paused: OrderedDict[str, float] = OrderedDict()
 
     # Owners -----------------------------------------------------------------
@@ -48,15 +51,34 @@ class CompanionKernelManager(AsyncMappingKernelManager):
     def record_owner(self, kernel_id: str, username: str) -> None:
         """``kernel_id`` serves a page of ``username``."""
         if kernel_id in self._kernels:
-            self._owners[kernel_id] = username
+            self._owners[kernel_id] = (username, time.monotonic())
+
+    def _closed(self, kernel_id: str, handed_out: float) -> bool:
+        """No page connected, none loading: handed out, and quiet, more than LOADING_SECONDS ago."""
+        from jupyter_server._tz import utcnow
+
+        if self._kernel_connections.get(kernel_id, 0) or time.monotonic() - handed_out <= LOADING_SECONDS:
+            return False
+        last = getattr(self._kernels.get(kernel_id), "last_activity", None)
+        return last is None or utcnow() - last > timedelta(seconds=LOADING_SECONDS)
 
     def pages_of(self, username: str) -> int:
-        """How many kernels serve pages of ``username`` now."""
-        return sum(1 for kernel_id, owner in self._owners.items() if owner == username and kernel_id in self._kernels)
+        """How many pages ``username`` has open or opening (a closed tab's kernel, soon stopped, is not counted)."""
+        return sum(
+            1 for kernel_id, (owner, since) in self._owners.items()
+            if owner == username and kernel_id in self._kernels and not self._closed(kernel_id, since)
+        )
 
     def pages_open(self) -> int:
         """Kernels serving someone's page (the preheated ones waiting in a pool are not counted)."""
         return sum(1 for kernel_id in self._owners if kernel_id in self._kernels)
+
+    async def stop_closed_pages(self, username: str) -> None:
+        """Stop the kernels of ``username``'s closed pages now, rather than at the next cull: a learner who
+        reloads a page does not hold two kernels for minutes."""
+        for kernel_id, (owner, since) in list(self._owners.items()):
+            if owner == username and kernel_id in self._kernels and self._closed(kernel_id, since):
+                await ensure_async(self.shutdown_kernel(kernel_id))
 
     # Stopping ---------------------------------------------------------------
 
@@ -90,7 +112,10 @@ class CompanionKernelManager(AsyncMappingKernelManager):
             from jupyter_server._tz import utcnow
 
             idle = utcnow() - last
-            if idle > timedelta(seconds=self.pause_idle_seconds):
+            owned = self._owners.get(kernel_id)
+            # A page still loading in a slow browser has a connected kernel that was idle in the pool.
+            opened_long_ago = owned is None or time.monotonic() - owned[1] > self.pause_idle_seconds
+            if opened_long_ago and idle > timedelta(seconds=self.pause_idle_seconds):
                 self.log.info("Pausing the page of kernel %s: open but untouched for %d s.", kernel_id, idle.total_seconds())
                 self._paused[kernel_id] = time.time()
                 while len(self._paused) > PAUSED_REMEMBERED:

@@ -265,6 +265,9 @@ def _page_handler():
                 self._short_page(answer.status, message_page(self.course, answer.heading, f"<p>{escape(answer.message)}</p>"))
                 return
             self._username = answer.username
+            manager = self.settings["kernel_manager"]
+            if answer.username and hasattr(manager, "stop_closed_pages"):
+                await manager.stop_closed_pages(answer.username)
             await super().get(notebook)
 
     return CompanionPage
