@@ -58,6 +58,14 @@ class SessionComplete(Activity):
         self.improve.value = value.get("improve") or ""
         self._restoring = False
 
+    def _stored(self, saved: Response) -> None:
+        # A "completed" save that went through on a retry completes the session too, so a later
+        # autosave of the answers (done=False) cannot undo it.
+        super()._stored(saved)
+        if saved.done and not self.completed:
+            self.completed = True
+            self.refresh()
+
     def refresh(self) -> None:
         """Show what is still to do, or that the session is complete and where to go next."""
         if self.completed:

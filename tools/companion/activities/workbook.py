@@ -12,7 +12,7 @@ import ipywidgets as widgets
 
 from .. import identity, paths
 from ..catalog import load_catalog
-from ..errors import CourseError
+from ..errors import CourseError, StoreError
 from ..identity import page_query as _query_string
 from ..progress import session_rule
 from ..settings import load_settings
@@ -118,10 +118,8 @@ class Workbook(widgets.VBox):
             )
         except CourseError as error:
             self.username = self.store = None
-            banner = (
-                '<div class="companion-error" role="alert"><h2>We could not tell who you are</h2>'
-                f"<p>{escape(str(error))}</p></div>"
-            )
+            heading = "Your workbook could not be opened just now" if isinstance(error, StoreError) else "We could not tell who you are"
+            banner = f'<div class="companion-error" role="alert"><h2>{heading}</h2><p>{escape(str(error))}</p></div>'
         self.children = (widgets.HTML(banner),)
         Workbook._active = self
 

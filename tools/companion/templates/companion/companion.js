@@ -246,7 +246,9 @@
       if (saved && saved !== entry.base && !found.activity.querySelector(".companion-conflict")) {
         remember(storageKey, { text: entry.text, at: entry.at, base: saved });
       }
-      if (!found.activity.querySelector(".companion-conflict") && Date.now() - entry.at > UNCONFIRMED_MS) {
+      // While the kernel retries a save the store refused for now, its status line says so; no banner.
+      var waiting = found.activity.querySelector(".companion-conflict, .companion-retrying");
+      if (!waiting && Date.now() - entry.at > UNCONFIRMED_MS) {
         stale = true;
       }
     });
