@@ -175,6 +175,25 @@ def test_a_restore_refuses_a_store_with_work_in_it_and_changes_nothing(course, t
     assert store.response("ana", "s1-why") is None and store.response("cy", "s1-why").value == {"text": "From the backup"}
 
 
+def test_a_damaged_store_is_set_aside_not_deleted_by_a_forced_restore(course, tmp_path, capsys):
+    open_store(course.db_url).save("ana", "s1", "s1-why", "responded", {"text": "Mine"})
+    backup_store(course.db_url, tmp_path / "b.db")
+    db = course.home / "companion.db"
+    for leftover in db.parent.glob("companion.db-*"):
+        leftover.unlink()
+    db.write_bytes(b"\x00damaged" * 1000)
+    assert main(["restore", str(tmp_path / "b.db")]) == 2
+    assert "add --force to replace it" in capsys.readouterr().err
+    assert db.read_bytes() == b"\x00damaged" * 1000
+
+    assert main(["restore", str(tmp_path / "b.db"), "--force"]) == 0
+    out = capsys.readouterr().out
+    kept = list(db.parent.glob("companion.db.damaged-*"))
+    assert len(kept) == 1 and kept[0].read_bytes() == b"\x00damaged" * 1000
+    assert f"could not be read (damaged); it was moved to {kept[0]}, not deleted." in out
+    assert open_store(course.db_url).response("ana", "s1-why").value == {"text": "Mine"}
+
+
 @pytest.mark.parametrize(
     "make, says",
     [

@@ -241,6 +241,8 @@ def cmd_restore(args) -> int:
 
     done = restore_store(load_settings().db_url, args.file, force=args.force)
     upgraded = f", its schema upgraded from revision {done.upgraded_from} to {done.revision}" if done.upgraded_from else ""
+    if done.set_aside:
+        print(f"The store at {done.path} could not be read (damaged); it was moved to {done.set_aside}, not deleted.")
     print(f"Restored {args.file} into the store at {done.path}{upgraded}: {_held(done)}. Start the server again with 'companion serve'.")
     return 0
 

@@ -27,6 +27,7 @@ import os
 import shlex
 import sqlite3
 import tempfile
+import time
 from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,6 +54,7 @@ class Copied:
     events: int
     size: int  # bytes
     upgraded_from: str | None = None  # a restore: the backup's older revision, when it was upgraded
+    set_aside: Path | None = None  # a restore with --force: where the damaged store it replaced was moved
 
 
 def backup_store(url: str, target: str | Path, force: bool = False, progress: Callable[[int, int], None] | None = None) -> Copied:
@@ -129,6 +131,7 @@ def restore_store(url: str, backup_file: str | Path, force: bool = False) -> Cop
                 "the restore again with --force to replace them. Nothing was changed."
             )
     target.parent.mkdir(parents=True, exist_ok=True)
+    set_aside = _set_aside_if_damaged(target) if force else None
     handle, prepared = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".restoring", dir=target.parent)
     os.close(handle)
     prepared = Path(prepared)
@@ -150,7 +153,25 @@ def restore_store(url: str, backup_file: str | Path, force: bool = False) -> Cop
         for leftover in (prepared, *(Path(f"{prepared}{end}") for end in (".lock", "-journal", "-wal", "-shm"))):
             leftover.unlink(missing_ok=True)
     return Copied(target, restored.revision, restored.learners, restored.responses, restored.events, target.stat().st_size,
-                  upgraded_from=revision if revision != restored.revision else None)
+                  upgraded_from=revision if revision != restored.revision else None, set_aside=set_aside)
+
+
+def _set_aside_if_damaged(target: Path) -> Path | None:
+    """Move a store SQLite cannot read (with its -wal and -shm) to ``<name>.damaged-<time>``, kept, not deleted,
+    so a restore with --force can write a fresh file; None when the store is readable or absent."""
+    if not target.is_file():
+        return None
+    try:
+        with closing(_connect(target, read_only=True)) as connection:
+            connection.execute("PRAGMA schema_version").fetchone()
+        return None
+    except sqlite3.DatabaseError:
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        aside = target.with_name(f"{target.name}.damaged-{stamp}")
+        for end in ("", "-wal", "-shm"):
+            if Path(f"{target}{end}").exists():
+                os.replace(f"{target}{end}", f"{aside}{end}")
+        return aside
 
 
 def _many(count: int, thing: str) -> str:
