@@ -136,6 +136,7 @@ def test_local_mode_has_no_link_to_check(tmp_path):
         ("requests_per_minute", '"many"', "write a whole number"),
         ("closed_page_seconds", 0, "write 10 to 86400"),
         ("behind_proxy", '"yes"', "write true or false"),
+        ("kernel_start", '"spawn"', 'write "process" \\(the default\\) or "fork"'),
     ],
 )
 def test_a_bad_limit_in_course_toml_says_which_and_what_to_write(tmp_path, key, value, said):

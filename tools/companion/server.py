@@ -108,6 +108,10 @@ def voila_config(settings: Settings, port: int, host: str = "127.0.0.1") -> dict
         # token and the login cookie) only if they are SameSite=None; Secure, and Secure needs HTTPS.
         tornado_settings["xsrf_cookie_kwargs"] = dict(THIRD_PARTY_COOKIE)
         config["IdentityProvider"] = {"cookie_options": dict(THIRD_PARTY_COOKIE)}
+    if limits.kernel_start == "fork":
+        from .forking import use_forking
+
+        config = use_forking(config)
     return config
 
 

@@ -70,6 +70,7 @@ class ServerSettings:
     max_pages: int = 150  # open pages on the whole server; each holds about 120 MiB
     requests_per_minute: int = 120  # page requests per address (a whole office may share one)
     behind_proxy: bool = False  # a proxy forwards the requests: count addresses by its X-Forwarded-For
+    kernel_start: str = "process"  # "fork": kernels forked from a warm, pre-imported process (companion.forking)
 
 
 @dataclass(frozen=True)
@@ -199,6 +200,8 @@ def load_settings(root: Path | str | None = None) -> Settings:
     server = data.get("server", {})
     if not isinstance(server.get("https", False), bool):
         raise SettingsError(f"{path}: [server] https is {server['https']!r}; write true or false, without quotes.")
+    if server.get("kernel_start", "process") not in ("process", "fork"):
+        raise SettingsError(f'{path}: [server] kernel_start is {server["kernel_start"]!r}; write "process" (the default) or "fork".')
     facilitators = server.get("facilitators", [])
     if not isinstance(facilitators, list) or not all(isinstance(f, str) and valid_username(f) for f in facilitators):
         raise SettingsError(
@@ -224,6 +227,7 @@ def load_settings(root: Path | str | None = None) -> Settings:
             https=server.get("https", False),
             facilitators=tuple(facilitators),
             behind_proxy=_typed(server, "behind_proxy", bool, False, "[server]", path),
+            kernel_start=server.get("kernel_start", "process"),
             **_limits(server, path),
         ),
         email=email,

@@ -1,0 +1,250 @@
+"""Kernels forked from a warm zygote (companion.forking) keep every guarantee of the learner path.
+
+A real ``companion serve`` of the fixture course with the provisioner chosen
+(``JUPYTER_DEFAULT_PROVISIONER_NAME=companion-fork``, what ``use_forking``'s
+configuration does), real Chromium, and psutil for the processes: pages open
+and save, two learners get separate kernel processes, a killed kernel is
+restarted, the zygote dying takes neither the server nor the open pages down,
+and stopped kernels leave no zombie or orphan.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import signal
+import time
+import urllib.request
+
+import psutil
+import pytest
+
+from companion.forking import PROVISIONER_NAME, use_forking
+from companion.identity import server_secret, sign
+from companion.settings import load_settings
+from conftest import Server, make_course, open_session, wait_until
+
+PAGE = "02-short.ipynb"
+PROMPT = "One thing you noticed this week."
+FORKED = re.compile(r"Kernel ([0-9a-f-]{36}) forked as process (\d+)")
+
+
+@pytest.fixture(scope="module")
+def forking(tmp_path_factory):
+    """A link-mode server whose kernels are forked; closed pages' kernels stop after 10 s."""
+    root = make_course(tmp_path_factory.mktemp("forking") / "course")
+    toml = root / "course" / "course.toml"
+    toml.write_text(toml.read_text().replace("closed_page_seconds = 120", "closed_page_seconds = 10"))
+    server = Server(root, mode="link", learner="nobody", extra_env={"JUPYTER_DEFAULT_PROVISIONER_NAME": PROVISIONER_NAME})
+    yield server
+    server.stop()
+
+
+def link(server: Server, learner: str) -> str:
+    return server.page(PAGE, "learner=" + sign(learner, server_secret(load_settings(server.root).home)))
+
+
+def forked(server: Server) -> dict[str, int]:
+    """Each kernel id's process, as the server's log says (the last fork of each id)."""
+    return {kernel: int(pid) for kernel, pid in FORKED.findall(server.output())}
+
+
+def zygote(server: Server) -> psutil.Process:
+    found = [p for p in psutil.Process(server.process.pid).children() if "zygote_main" in " ".join(p.cmdline())]
+    assert len(found) == 1, f"one zygote under the server, found {found}"
+    return found[0]
+
+
+def gone(pid: int) -> bool:
+    """The process ended and was reaped (no zombie left)."""
+    return not psutil.pid_exists(pid)
+
+
+def page_kernel(page) -> list[str]:
+    """Collects the kernel id of each websocket the page opens."""
+    ids: list[str] = []
+    page.on("websocket", lambda ws: ids.extend(re.findall(r"/api/kernels/([0-9a-f-]{36})/channels", ws.url)))
+    return ids
+
+
+def run_in_own_loop(coroutine_function) -> None:
+    """``asyncio.run`` in a thread of its own (the browser tests' Playwright holds this thread's loop)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(1) as pool:
+        pool.submit(asyncio.run, coroutine_function()).result()
+
+
+def saved_text(store, learner: str) -> str | None:
+    saved = store.response(learner, "s2-note")
+    return saved.value.get("text") if saved else None
+
+
+def test_use_forking_selects_the_provisioner_and_a_kernel_runs_in_the_given_environment(tmp_path):
+    config = use_forking({"VoilaConfiguration": {"preheat_kernel": True}})
+    assert config["KernelProvisionerFactory"]["default_provisioner_name"] == PROVISIONER_NAME
+    assert config["VoilaConfiguration"] == {"preheat_kernel": True}, "the rest of the configuration is kept"
+
+    async def run():
+        from jupyter_client.manager import AsyncKernelManager
+        from traitlets.config import Config, Configurable
+
+        manager = AsyncKernelManager(parent=Configurable(config=Config(config)))
+        await manager.start_kernel(env={**os.environ, "COMPANION_PROBE": "probe-value"}, cwd=str(tmp_path))
+        assert type(manager.provisioner).__name__ == "ForkingProvisioner"
+        pid = manager.provisioner.forked_pid
+        client = manager.client()
+        client.start_channels()
+        await client.wait_for_ready(timeout=120)
+        out: list[str] = []
+        code = "import os, threading; print(os.environ['COMPANION_PROBE'], os.getcwd(), os.getpid(), os.getsid(0) == os.getpid())"
+        await client.execute_interactive(code, timeout=60, output_hook=lambda m: out.append(m["content"].get("text", "")))
+        assert "".join(out).split() == ["probe-value", str(tmp_path), str(pid), "True"]
+        # An interrupt reaches the forked kernel (a signal to its process group), and it carries on.
+        running = asyncio.ensure_future(client.execute_interactive("import time; time.sleep(60)", timeout=60))
+        await asyncio.sleep(2)
+        await manager.interrupt_kernel()
+        reply = await asyncio.wait_for(running, 30)
+        assert reply["content"]["status"] == "error" and reply["content"]["ename"] == "KeyboardInterrupt"
+        process = psutil.Process(pid)
+        assert process.ppid() != os.getpid(), "forked by the zygote, not started by this process"
+        assert await manager.is_alive()
+        client.stop_channels()
+        await manager.shutdown_kernel()
+        assert not await manager.is_alive()
+        wait_until(lambda: gone(pid), timeout=10, what="the kernel reaped")
+
+        # A kernel killed from outside is noticed, and reaped by the zygote.
+        second = AsyncKernelManager(parent=Configurable(config=Config(config)))
+        await second.start_kernel(env=dict(os.environ), cwd=str(tmp_path))
+        pid = second.provisioner.forked_pid
+        os.kill(pid, signal.SIGKILL)
+        for _ in range(100):
+            if not await second.is_alive():
+                break
+            await asyncio.sleep(0.1)
+        assert await second.provisioner.poll() == -signal.SIGKILL
+        await second.shutdown_kernel(now=True)
+        wait_until(lambda: gone(pid), timeout=10, what="the killed kernel reaped")
+
+    run_in_own_loop(run)
+
+
+def test_two_learners_pages_open_and_save_in_separate_forked_kernels(forking, chromium):
+    store = forking.store()
+    kernels = {}
+    for learner in ("ana", "bea"):
+        context = chromium.new_context(viewport={"width": 1100, "height": 900})
+        try:
+            page = context.new_page()
+            page.set_default_timeout(180_000)
+            ids = page_kernel(page)
+            open_session(page, link(forking, learner))
+            page.get_by_label(PROMPT).fill(f"{learner}'s own note")
+            wait_until(lambda: saved_text(store, learner) == f"{learner}'s own note", timeout=120, what=f"{learner}'s autosave")
+            assert ids, "the page connected to its kernel"
+            kernels[learner] = ids[0]
+            assert "ana's own note" not in page.content() if learner == "bea" else True, "nothing of ana's on bea's page"
+        finally:
+            context.close()
+    assert saved_text(store, "ana") == "ana's own note" and saved_text(store, "bea") == "bea's own note"
+    pids = forked(forking)
+    assert kernels["ana"] != kernels["bea"] and pids[kernels["ana"]] != pids[kernels["bea"]]
+    zygote_pid = zygote(forking).pid
+    for learner, kernel in kernels.items():
+        # Each page's kernel is its own process and session, forked by the zygote, not the server.
+        assert pids[kernel] != zygote_pid
+
+
+def test_a_killed_kernel_is_restarted_and_an_unused_one_culled_without_a_zombie(forking, page):
+    page.set_default_timeout(180_000)
+    ids = page_kernel(page)
+    open_session(page, link(forking, "cleo"))
+    wait_until(lambda: ids, what="the page's websocket")
+    kernel = ids[0]
+    first = forked(forking)[kernel]
+    assert psutil.Process(first).ppid() == zygote(forking).pid
+    os.kill(first, signal.SIGKILL)
+    # The server's restarter notices (it polls the provisioner) and starts the kernel again, forked.
+    second = wait_until(lambda: forked(forking).get(kernel) != first and forked(forking).get(kernel), timeout=60, what="the kernel restarted")
+    assert psutil.Process(second).is_running()
+    wait_until(lambda: gone(first), timeout=10, what="the killed kernel reaped")
+    assert "restarting kernel" in forking.output().lower()
+
+    # A page opened over plain HTTP and never connected: its kernel is culled after 10 s, and reaped.
+    before = set(forked(forking).values())
+    with urllib.request.urlopen(link(forking, "dan"), timeout=180) as response:
+        html = response.read().decode()
+    served = [k for k in set(re.findall(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", html)) if k in forked(forking)]
+    assert len(served) == 1, "the page names its kernel, a forked one"
+    pid = forked(forking)[served[0]]
+    assert psutil.Process(pid).is_running()
+    wait_until(lambda: set(forked(forking).values()) - before, timeout=60, what="the pool refilled by forking")
+    wait_until(lambda: gone(pid), timeout=90, what="the unused page's kernel culled and reaped")
+
+
+def test_the_zygote_dying_leaves_the_server_the_open_pages_and_new_pages_working(forking, page):
+    page.set_default_timeout(180_000)  # others share the CPU: a page may take long to connect
+    store = forking.store()
+    open_session(page, link(forking, "eve"))
+    box = page.get_by_label(PROMPT)
+    box.fill("before the zygote died")
+    wait_until(lambda: saved_text(store, "eve") == "before the zygote died", timeout=120, what="the first save")
+    old = zygote(forking)
+    old.kill()
+    wait_until(lambda: not old.is_running() or old.status() == psutil.STATUS_ZOMBIE, timeout=10, what="the zygote gone")
+    assert forking.process.poll() is None, "the server is still up"
+    # The open page's kernel did not die with it.
+    box.fill("after the zygote died")
+    wait_until(lambda: saved_text(store, "eve") == "after the zygote died", timeout=120, what="a save after the zygote died")
+    # New pages still open: from a new zygote (or, failing that, started the normal way).
+    with urllib.request.urlopen(link(forking, "fay"), timeout=180) as response:
+        assert response.status == 200 and b"companion" in response.read().lower()
+    wait_until(lambda: "Kernel zygote" in forking.output().split("The kernel zygote stopped", 1)[-1], timeout=60, what="a new zygote")
+    assert zygote(forking).pid != old.pid
+
+
+def test_stopping_the_server_leaves_no_kernel_zygote_or_zombie(forking):
+    server = psutil.Process(forking.process.pid)
+    zygotes = [p.pid for p in server.children() if "zygote_main" in " ".join(p.cmdline())]
+    kernels = set(forked(forking).values())
+    assert kernels and zygotes
+    forking.stop()
+
+    def described(pid):
+        try:
+            process = psutil.Process(pid)
+            return f"{pid} {process.status()} (parent {process.ppid()} {psutil.Process(process.ppid()).name()})"
+        except psutil.NoSuchProcess:
+            return f"{pid} gone"
+
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and not all(gone(pid) for pid in [*kernels, *zygotes]):
+        time.sleep(0.2)
+    alive = [described(pid) for pid in [*kernels, *zygotes] if not gone(pid)]
+    assert not alive, f"left behind: {alive} (zygotes were {zygotes})"
+
+
+def test_kernels_start_the_normal_way_when_the_zygote_keeps_dying(tmp_path, monkeypatch):
+    from companion import forking as module
+
+    async def run():
+        from jupyter_client.manager import AsyncKernelManager
+        from traitlets.config import Config, Configurable
+
+        if module.Zygote._current is not None:
+            module.Zygote._current.stop()
+        module.Zygote._current = None
+        monkeypatch.setattr(module.Zygote, "_deaths", [time.monotonic()] * module.DEATHS_ALLOWED)
+        manager = AsyncKernelManager(parent=Configurable(config=Config(use_forking({}))))
+        await manager.start_kernel(env=dict(os.environ), cwd=str(tmp_path))
+        assert manager.provisioner.forked_pid is None and manager.provisioner.process is not None, "launched as a child"
+        pid = manager.provisioner.process.pid
+        assert psutil.Process(pid).ppid() == os.getpid()
+        assert await manager.is_alive()
+        await manager.shutdown_kernel(now=True)
+        assert not await manager.is_alive()
+        wait_until(lambda: gone(pid), timeout=10, what="the kernel reaped")
+
+    run_in_own_loop(run)

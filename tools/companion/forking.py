@@ -1,0 +1,492 @@
+"""Kernels started by forking a warm process: a page's kernel costs a fork, not a Python start.
+
+Opt-in (``[server] kernel_start = "fork"``; :func:`use_forking` turns a Voila
+configuration over to it). Starting a kernel the usual way runs a new Python
+that imports ipykernel, ipywidgets, SQLAlchemy and the companion, about a CPU
+second per page, and each kernel holds its own copy of all that code. Here the
+server starts one *zygote* (``python -c 'companion.forking.zygote_main()'``)
+that imports them once, freezes its objects out of the garbage collector
+(``gc.freeze()``, so the copy-on-write pages stay shared) and then only forks.
+:class:`ForkingProvisioner` is a ``jupyter_client`` kernel provisioner (entry
+point ``companion-fork``) that asks the zygote for each kernel. Each child makes
+itself a session leader, takes the environment, working directory and command
+line the kernel manager gave (``COMPANION_*``, ``VOILA_*``...), and runs
+``IPKernelApp`` with the connection file, exactly as ``python -m
+ipykernel_launcher`` would.
+
+The kernel is the zygote's child, not the server's: the zygote reaps it and
+reports its exit status over its socket, and the provisioner also watches it
+through a pidfd (which survives the zygote). The kernel stops when the server
+process does (a watch on the server's pidfd replaces ipykernel's parent poll).
+If the zygote dies it is started again; if it keeps dying, or cannot start,
+kernels are launched the normal way, with a warning in the log.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import json
+import os
+import select
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import traceback
+from collections import OrderedDict
+from typing import Any
+
+from jupyter_client.provisioning.local_provisioner import LocalProvisioner
+
+PROVISIONER_NAME = "companion-fork"
+# What the zygote imports before it forks: a kernel's own modules and the pages' (activities, store).
+PRELOAD = (
+    "ipykernel.kernelapp",
+    "ipykernel.ipkernel",
+    "ipykernel.zmqshell",
+    "ipykernel.comm",
+    "ipykernel.debugger",
+    "IPython",
+    "IPython.core.completer",
+    "jupyter_client.session",
+    "zmq",
+    "tornado.ioloop",
+    "comm",
+    "ipywidgets",
+    "sqlalchemy",
+    "sqlalchemy.orm",
+    "voila.utils",
+    "companion.activities",
+    "companion.landing",
+    "companion.store",
+    "IPython.core.completerlib",
+    "tornado.platform.asyncio",
+    "psutil",
+    "faulthandler",
+    "pwd",
+    "ipykernel_launcher",
+)
+READY_SECONDS = 120  # how long the server waits for a new zygote's imports
+LAUNCH_SECONDS = 30  # and for one fork
+DEATHS_ALLOWED = 3  # zygotes that may die within DEATHS_WINDOW before kernels are launched the normal way
+DEATHS_WINDOW = 300
+STATUSES_KEPT = 10_000
+
+
+def use_forking(config: dict) -> dict:
+    """``config`` (Voila's traitlets configuration as a dict) with kernels started by :class:`ForkingProvisioner`."""
+    config = dict(config)
+    config["KernelProvisionerFactory"] = {**config.get("KernelProvisionerFactory", {}), "default_provisioner_name": PROVISIONER_NAME}
+    return config
+
+
+# The zygote (its own process) --------------------------------------------------------------------
+
+
+def _send(sock: socket.socket, message: dict) -> None:
+    try:
+        sock.sendall(json.dumps(message).encode() + b"\n")
+    except OSError:  # the server is gone
+        os._exit(0)
+
+
+def zygote_main() -> None:
+    """The zygote: ``python -c '...zygote_main()' <socket fd> <server pid>``. Imports, then forks on request."""
+    sock = socket.socket(fileno=int(sys.argv[1]))
+    server_pid = int(sys.argv[2])
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the server decides when kernels stop, not a terminal's ^C
+    server_fd = -1
+    try:
+        server_fd = os.pidfd_open(server_pid)
+    except (AttributeError, OSError):
+        pass
+    if os.getppid() != server_pid:  # the server is gone already
+        os._exit(1)
+    gc.disable()
+    failed = []
+    for name in PRELOAD:
+        try:
+            __import__(name)
+        except Exception as error:  # noqa: BLE001 - a missing optional module costs only its import later
+            failed.append(f"{name}: {error}")
+    gc.collect()
+    gc.freeze()
+    if threading.active_count() != 1:
+        _send(sock, {"error": f"threads running after the imports: {[t.name for t in threading.enumerate()]}"})
+        os._exit(1)
+    wake_read, wake_write = os.pipe()
+    os.set_blocking(wake_write, False)
+    signal.set_wakeup_fd(wake_write)
+    signal.signal(signal.SIGCHLD, lambda *_: None)
+    _send(sock, {"ready": os.getpid(), "failed": failed})
+    buffer = b""
+    while True:
+        try:
+            readable, _, _ = select.select([sock, wake_read], [], [])
+        except InterruptedError:
+            continue
+        if wake_read in readable:
+            os.read(wake_read, 512)
+        _reap(sock)
+        if sock in readable:
+            try:
+                data = sock.recv(1 << 20)
+            except OSError:
+                data = b""
+            if not data:  # the server closed its end: it stopped
+                os._exit(0)
+            buffer += data
+            while b"\n" in buffer:
+                line, buffer = buffer.split(b"\n", 1)
+                request = json.loads(line)
+                try:
+                    pid = os.fork()
+                except OSError as error:
+                    _send(sock, {"id": request["id"], "error": str(error)})
+                    continue
+                if pid == 0:
+                    _child(request, sock, (wake_read, wake_write), server_pid, server_fd)  # never returns
+                _send(sock, {"id": request["id"], "pid": pid})
+
+
+def _reap(sock: socket.socket) -> None:
+    """Collect every kernel that ended and tell the server how."""
+    while True:
+        try:
+            pid, status = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+        _send(sock, {"exited": pid, "status": os.waitstatus_to_exitcode(status)})
+
+
+def _child(request: dict, sock: socket.socket, pipes: tuple[int, int], server_pid: int, server_fd: int) -> None:
+    """In the forked child: become the kernel the request describes, then exit."""
+    code = 1
+    try:
+        signal.set_wakeup_fd(-1)
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        sock.close()
+        for fd in pipes:
+            os.close(fd)
+        os.setsid()
+        null = os.open(os.devnull, os.O_RDONLY)
+        os.dup2(null, 0)
+        os.close(null)
+        env = dict(request["env"])
+        # ipykernel's parent poll would watch the zygote; _watch_server watches the server instead.
+        env.pop("JPY_PARENT_PID", None)
+        os.environ.clear()
+        os.environ.update(env)
+        cwd = request.get("cwd") or os.getcwd()
+        os.chdir(cwd)
+        sys.path[0] = cwd  # as for ``python -m ipykernel_launcher`` started in cwd
+        gc.enable()
+        _watch_server(server_pid, server_fd)
+        import ipykernel_launcher
+        from ipykernel.kernelapp import IPKernelApp
+
+        # parent_handle 1: no parent poll, and no console banner (its default was read in the zygote's environment).
+        args = [*request["args"], "--IPKernelApp.parent_handle=1"]
+        sys.argv = [ipykernel_launcher.__file__, *args]
+        IPKernelApp.launch_instance(argv=args)
+        code = 0
+    except SystemExit as exit_:
+        code = exit_.code if isinstance(exit_.code, int) else (0 if exit_.code is None else 1)
+    except BaseException:  # noqa: BLE001 - the child must never return into the zygote's loop
+        traceback.print_exc()
+    finally:
+        try:
+            sys.stdout.flush()
+            sys.stderr.flush()
+        finally:
+            os._exit(code)
+
+
+def _watch_server(server_pid: int, server_fd: int) -> None:
+    """Stop this kernel when the server process ends (what ipykernel's parent poll does for a direct child)."""
+
+    def watch():
+        if server_fd >= 0:
+            select.select([server_fd], [], [])
+        else:
+            while True:
+                try:
+                    os.kill(server_pid, 0)
+                except ProcessLookupError:
+                    break
+                except PermissionError:
+                    pass
+                time.sleep(1)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="companion-server-watch", daemon=True).start()
+
+
+# The server's side -------------------------------------------------------------------------------
+
+
+class ZygoteUnavailable(RuntimeError):
+    """No zygote can fork a kernel now: launch it the normal way."""
+
+
+class Zygote:
+    """The server's handle on its zygote: starts it, asks it for kernels, records how they ended."""
+
+    _current: Zygote | None = None
+    _deaths: list[float] = []
+
+    def __init__(self, log):
+        self.log = log
+        self.loop = asyncio.get_running_loop()
+        self.statuses: OrderedDict[int, int] = OrderedDict()
+        self.pending: dict[int, asyncio.Future] = {}
+        self.next_id = 0
+        self.alive = False
+        self.writer: asyncio.StreamWriter | None = None
+        self.ready: asyncio.Future = self.loop.create_future()
+        ours, theirs = socket.socketpair()
+        self.process = subprocess.Popen(
+            [sys.executable, "-c", "from companion.forking import zygote_main; zygote_main()", str(theirs.fileno()), str(os.getpid())],
+            pass_fds=[theirs.fileno()],
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        theirs.close()
+        self.sock = ours
+        self.reader_task = self.loop.create_task(self._read())
+
+    @classmethod
+    async def get(cls, log) -> Zygote:
+        """The running zygote, started (or started again) if need be."""
+        loop = asyncio.get_running_loop()
+        while True:
+            zygote = cls._current
+            if zygote is not None and zygote.loop is loop and (zygote.alive or not zygote.ready.done()):
+                await asyncio.wait_for(asyncio.shield(zygote.ready), READY_SECONDS)
+                if zygote.alive:
+                    return zygote
+                if cls._current is not zygote:
+                    continue  # another launch started the next one: wait for that
+            if zygote is not None and zygote.loop is not loop:
+                zygote.stop()  # another event loop's (a server has one; tests may run several)
+            now = time.monotonic()
+            cls._deaths = [t for t in cls._deaths if now - t < DEATHS_WINDOW]
+            if len(cls._deaths) >= DEATHS_ALLOWED:
+                raise ZygoteUnavailable(f"the kernel zygote stopped {len(cls._deaths)} times in {DEATHS_WINDOW} s")
+            cls._current = zygote = cls(log)
+            await asyncio.wait_for(asyncio.shield(zygote.ready), READY_SECONDS)
+            if not zygote.alive:
+                raise ZygoteUnavailable("the kernel zygote did not start")
+            return zygote
+
+    async def _read(self) -> None:
+        try:
+            reader, self.writer = await asyncio.open_unix_connection(sock=self.sock, limit=1 << 20)
+            while True:
+                line = await reader.readline()
+                if not line:
+                    break
+                message = json.loads(line)
+                if "exited" in message:
+                    self.statuses[message["exited"]] = message["status"]
+                    while len(self.statuses) > STATUSES_KEPT:
+                        self.statuses.popitem(last=False)
+                elif "ready" in message:
+                    self.alive = True
+                    self.log.info("Kernel zygote %d ready%s.", message["ready"], f" (not imported: {message['failed']})" if message["failed"] else "")
+                    self.ready.set_result(True)
+                elif "error" in message and "id" not in message:
+                    self.log.error("The kernel zygote could not start: %s", message["error"])
+                elif message.get("id") in self.pending:
+                    future = self.pending.pop(message["id"])
+                    if not future.done():
+                        if "pid" in message:
+                            self.statuses.pop(message["pid"], None)  # an old kernel's status under a reused pid
+                            future.set_result(message["pid"])
+                        else:
+                            future.set_exception(ZygoteUnavailable(message.get("error", "fork failed")))
+        except Exception:  # noqa: BLE001
+            self.log.exception("Lost the kernel zygote's messages")
+        finally:
+            await self._lost()
+
+    async def _lost(self) -> None:
+        was_alive = self.alive
+        self.alive = False
+        if self.writer is not None:
+            self.writer.close()
+        else:
+            self.sock.close()
+        if not self.ready.done():
+            self.ready.set_result(False)
+        for future in self.pending.values():
+            if not future.done():
+                future.set_exception(ZygoteUnavailable("the kernel zygote stopped"))
+        self.pending.clear()
+        for _ in range(50):  # reap it (it closes its socket only when it exits)
+            if self.process.poll() is not None:
+                break
+            await asyncio.sleep(0.1)
+        else:
+            self.process.kill()
+            self.process.wait()
+        Zygote._deaths.append(time.monotonic())
+        if was_alive:
+            self.log.warning("The kernel zygote stopped (exit %s); its kernels keep running, and it will be started again.", self.process.returncode)
+
+    async def fork(self, args: list[str], env: dict, cwd: str | None) -> int:
+        """A new kernel process running ``ipykernel_launcher args`` in ``env`` and ``cwd``: its pid."""
+        self.next_id += 1
+        future = self.loop.create_future()
+        self.pending[self.next_id] = future
+        try:
+            self.writer.write(json.dumps({"id": self.next_id, "args": args, "env": env, "cwd": cwd}).encode() + b"\n")
+            await self.writer.drain()
+        except (OSError, AttributeError) as error:
+            self.pending.pop(self.next_id, None)
+            raise ZygoteUnavailable(f"the kernel zygote does not answer: {error}") from error
+        return await asyncio.wait_for(future, LAUNCH_SECONDS)
+
+    def stop(self) -> None:
+        """Stop the zygote (its kernels keep running)."""
+        if self.process.poll() is None:
+            self.process.terminate()
+
+
+def _launcher_args(cmd: list[str]) -> list[str] | None:
+    """The arguments after ``python -m ipykernel_launcher`` in ``cmd`` when it runs this Python; else None."""
+    if len(cmd) >= 3 and cmd[1] == "-m" and cmd[2] in ("ipykernel_launcher", "ipykernel"):
+        if os.path.realpath(cmd[0]) == os.path.realpath(sys.executable) or cmd[0] in ("python", "python3"):
+            return list(cmd[3:])
+    return None
+
+
+class ForkingProvisioner(LocalProvisioner):
+    """Jupyter's local provisioner, but an ipykernel of this Python is forked from the zygote.
+
+    Anything else (another kernel, another interpreter), or no zygote, is launched as
+    :class:`LocalProvisioner` launches it."""
+
+    forked_pid: int | None = None
+    pidfd: int = -1
+    exit_status: int | None = None
+    zygote: Zygote | None = None
+
+    @property
+    def has_process(self) -> bool:
+        return self.forked_pid is not None or super().has_process
+
+    async def launch_kernel(self, cmd: list[str], **kwargs: Any):
+        self._forget()
+        args = _launcher_args(cmd)
+        if args is not None:
+            try:
+                zygote = await Zygote.get(self.log)
+                pid = await zygote.fork(args, dict(kwargs.get("env") or os.environ), kwargs.get("cwd"))
+            except (ZygoteUnavailable, asyncio.TimeoutError, OSError) as error:
+                self.log.warning("Starting kernel %s the normal way: %s", self.kernel_id, error or type(error).__name__)
+            else:
+                self.zygote, self.forked_pid, self.pid, self.pgid, self.exit_status = zygote, pid, pid, pid, None
+                self.cwd = kwargs.get("cwd") or os.getcwd()
+                try:
+                    self.pidfd = os.pidfd_open(pid)
+                except (AttributeError, OSError):
+                    self.pidfd = -1  # it ended already (or no pidfd here): the zygote's report and kill(pid, 0) tell
+                self.log.info("Kernel %s forked as process %d.", self.kernel_id, pid)
+                return self.connection_info
+        return await super().launch_kernel(cmd, **kwargs)
+
+    async def poll(self) -> int | None:
+        if self.forked_pid is None:
+            return await super().poll()
+        if self.exit_status is not None:
+            return self.exit_status
+        statuses = self.zygote.statuses if self.zygote else {}
+        status = statuses.pop(self.forked_pid, None)
+        if status is None and self._ended():
+            for _ in range(10):  # the zygote's report follows the exit by a moment
+                if status is not None or not (self.zygote and self.zygote.alive):
+                    break
+                await asyncio.sleep(0.02)
+                status = statuses.pop(self.forked_pid, None)
+            if status is None:
+                status = 1  # it ended, but no one reported how (its zygote is gone)
+        if status is not None:
+            self.exit_status = status
+        return status
+
+    def _ended(self) -> bool:
+        if self.pidfd >= 0:
+            return bool(select.select([self.pidfd], [], [], 0)[0])
+        try:
+            os.kill(self.forked_pid, 0)
+        except ProcessLookupError:
+            return True
+        except PermissionError:
+            return False
+        try:
+            with open(f"/proc/{self.forked_pid}/stat") as stat:
+                return stat.read().rsplit(")", 1)[1].split()[0] in ("Z", "X")
+        except OSError:
+            return True
+
+    async def wait(self) -> int | None:
+        if self.forked_pid is None:
+            return await super().wait()
+        while (status := await self.poll()) is None:
+            await asyncio.sleep(0.05)
+        self._forget()
+        return status
+
+    def _forget(self) -> None:
+        if self.pidfd >= 0:
+            os.close(self.pidfd)
+            self.pidfd = -1
+        self.forked_pid = None
+
+    async def send_signal(self, signum: int) -> None:
+        if self.forked_pid is None:
+            return await super().send_signal(signum)
+        if await self.poll() is not None:
+            return  # as Popen.send_signal does for a process that ended
+        try:
+            os.killpg(self.pgid, signum)
+            return
+        except OSError:
+            pass
+        if self.pidfd >= 0:
+            signal.pidfd_send_signal(self.pidfd, signum)
+        else:
+            os.kill(self.forked_pid, signum)
+
+    async def kill(self, restart: bool = False) -> None:
+        if self.forked_pid is None:
+            return await super().kill(restart)
+        try:
+            await self.send_signal(signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+    async def terminate(self, restart: bool = False) -> None:
+        if self.forked_pid is None:
+            return await super().terminate(restart)
+        try:
+            await self.send_signal(signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+
+    async def cleanup(self, restart: bool = False) -> None:
+        if self.forked_pid is not None and await self.poll() is not None:
+            self._forget()
+        await super().cleanup(restart)
+
+    async def get_provisioner_info(self) -> dict:
+        info = await super().get_provisioner_info()
+        info["forked"] = self.forked_pid is not None
+        return info
