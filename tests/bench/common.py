@@ -1,16 +1,19 @@
 """What every benchmark shares: the fixture course, the two servers, statistics, kernel memory.
 
-The servers are the real ones: ``companion serve`` (through ``tests/conftest.py``'s
-``Server``) and stock ``voila <notebook>`` on a copy of the same released page,
-with the same ``COMPANION_*`` environment (the page imports companion). Both run
-in link mode, so each simulated learner opens a personal signed link, as on a
-shared server.
+The course is the repository's own (``course/`` and ``sessions/``, copied into
+the benchmark's folder, so nothing is served from the repository in place), and
+the page is its session 1 as ``companion serve`` releases it. The servers are the
+real ones: ``companion serve`` (through ``tests/conftest.py``'s ``Server``) and
+stock ``voila <notebook>`` on a copy of the same released page, with the same
+``COMPANION_*`` environment (the page imports companion). Both run in link mode,
+so each simulated learner opens a personal signed link, as on a shared server.
 """
 
 from __future__ import annotations
 
 import math
 import os
+import re
 import shutil
 import statistics
 import subprocess
@@ -24,18 +27,23 @@ REPO = TESTS.parent
 if str(TESTS) not in sys.path:
     sys.path.insert(0, str(TESTS))
 
-from conftest import CHROMIUM, CHROMIUM_FLAGS, Server, free_port, make_course, stop_process_group, wait_for_server  # noqa: E402
+from conftest import CHROMIUM, CHROMIUM_FLAGS, Server, free_port, stop_process_group, wait_for_server  # noqa: E402
 
-# The one-reflection session of the fixture course (a Reflection and a SessionComplete).
-PAGE = "02-short.ipynb"
-SESSION_ID = "s2"
-ACTIVITY_ID = "s2-note"
+# Session 1 of the real course, as released. Its first text box is the first
+# Reflection ("s1-moment"), below a Choice and four SelfAssessments.
+PAGE = "01-foundation-what-is-your-why.ipynb"
+SESSION_ID = "s1"
+ACTIVITY_ID = "s1-moment"
 TEXTAREA = ".companion-activity textarea"
+# The activity that holds that first text box (its own status line and Save button).
+FIRST_TEXT_ACTIVITY = ".companion-activity:has(textarea)"
 SECRET = "benchmark-secret-not-for-production-0123456789abcdef"
 LOAD_TIMEOUT_MS = 300_000
+KERNEL_ID = re.compile(rb'"kernelId": *"([0-9a-f-]{36})"')
 
 __all__ = [
-    "CHROMIUM", "CHROMIUM_FLAGS", "PAGE", "SESSION_ID", "ACTIVITY_ID", "TEXTAREA", "LOAD_TIMEOUT_MS",
+    "CHROMIUM", "CHROMIUM_FLAGS", "PAGE", "SESSION_ID", "ACTIVITY_ID", "TEXTAREA", "FIRST_TEXT_ACTIVITY", "LOAD_TIMEOUT_MS",
+    "kernel_id_in", "machine", "load_average",
     "Server", "StockVoila", "Workspace", "free_port", "wait_for_server", "percentile", "summary",
     "link_query", "kernel_memory", "kernel_pids", "log", "wait_idle", "tree_cpu", "browser_cpu",
 ]
@@ -73,11 +81,15 @@ def link_query(username: str) -> str:
 
 
 class Workspace:
-    """A throwaway copy of the fixture course with a data home per server."""
+    """A throwaway copy of the repository's course (``course/``, ``sessions/``) with a data home per server."""
 
     def __init__(self, folder: Path):
         self.folder = folder
-        self.root = make_course(folder / "course")
+        self.root = folder / "course"
+        self.root.mkdir(parents=True)
+        for part in ("course", "sessions"):
+            shutil.copytree(REPO / part, self.root / part)
+        self._released: Path | None = None
 
     def home(self, name: str) -> Path:
         path = self.folder / name
@@ -91,13 +103,30 @@ class Workspace:
         """``companion serve --mode link`` on the course, with its own data home (released on start)."""
         return Server(self.root, mode="link", learner="nobody", extra_env={"COMPANION_SECRET": SECRET}, home=self.home(name))
 
-    def stock_voila(self, released_from: Server, name: str = "voila-home") -> "StockVoila":
-        """Stock ``voila <notebook>`` on a copy of the page ``released_from`` released, with its own data home."""
+    def released_page(self, released_from: Server | None = None) -> Path:
+        """The session page as released: copied from ``released_from``'s site folder, or from one
+        ``companion release`` into a data home of its own (done once, then kept)."""
+        if self._released is None:
+            cache = self.home("released")
+            if released_from is not None:
+                shutil.copy2(released_from.home / "site" / PAGE, cache / PAGE)
+            else:
+                env = {k: v for k, v in os.environ.items() if not k.startswith(("COMPANION_", "JUPYTERHUB_"))}
+                env.update(COMPANION_COURSE_DIR=str(self.root), COMPANION_HOME=str(cache / "home"), COMPANION_LEARNER="nobody")
+                done = subprocess.run([sys.executable, "-m", "companion.cli", "release"], env=env, capture_output=True, text=True)
+                if done.returncode:
+                    raise RuntimeError(f"companion release failed:\n{(done.stdout + done.stderr)[-4000:]}")
+                shutil.copy2(cache / "home" / "site" / PAGE, cache / PAGE)
+            self._released = cache / PAGE
+        return self._released
+
+    def stock_voila(self, released_from: Server | None = None, name: str = "voila-home") -> "StockVoila":
+        """Stock ``voila <notebook>`` on a copy of the released page, with its own data home."""
         home = self.home(name)
         pages = self.folder / f"{name}-pages"
         pages.mkdir(exist_ok=True)
         notebook = pages / PAGE
-        shutil.copy2(released_from.home / "site" / PAGE, notebook)
+        shutil.copy2(self.released_page(released_from), notebook)
         return StockVoila(self.root, home, notebook)
 
 
@@ -159,17 +188,15 @@ def _ppid(pid: int) -> int:
 
 
 def kernel_pids(server_pid: int) -> dict[str, int]:
-    """The server's kernel processes, by kernel id (from the connection file each kernel was started with)."""
+    """The server's kernel processes, by kernel id (from the connection file each kernel was started with).
+
+    Any descendant of the server counts, not only its children (a kernel may be
+    started by a helper process, a provisioner's for example)."""
     found = {}
-    for entry in Path("/proc").glob("[0-9]*"):
+    for pid in _tree(server_pid):
         try:
-            argv = (entry / "cmdline").read_bytes().split(b"\0")
-            if not any(b"ipykernel" in part for part in argv):
-                continue
-            pid = int(entry.name)
-            if _ppid(pid) != server_pid:
-                continue
-        except (OSError, ValueError, IndexError):
+            argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        except OSError:
             continue
         for part in argv:
             name = Path(part.decode(errors="replace")).name
@@ -198,14 +225,45 @@ def kernel_memory(server_pid: int, kernel_ids: list[str] | None = None) -> dict:
     pids = kernel_pids(server_pid)
     chosen = [pids[k] for k in kernel_ids if k in pids] if kernel_ids is not None else list(pids.values())
     sizes = [_memory_kib(pid) for pid in chosen]
-    server_rss, _ = _memory_kib(server_pid)
+    server_rss, server_pss = _memory_kib(server_pid)
+    everything = [_memory_kib(pid) for pid in _tree(server_pid)]
     return {
         "kernels": len(chosen),
         "all_kernels": len(pids),
         "rss_mib": sum(s[0] for s in sizes) / 1024,
         "pss_mib": sum(s[1] for s in sizes) / 1024,
+        "pss_per_kernel_mib": summary([s[1] / 1024 for s in sizes]),
         "server_rss_mib": server_rss / 1024,
+        "server_pss_mib": server_pss / 1024,
+        # The server, every kernel (the preheated ones too) and any helper: what the pages cost the machine.
+        "tree_pss_mib": sum(s[1] for s in everything) / 1024,
     }
+
+
+def kernel_id_in(body: bytes) -> str | None:
+    """The kernel id a Voila page was rendered with (its page config carries it)."""
+    found = KERNEL_ID.search(body)
+    return found.group(1).decode() if found else None
+
+
+def load_average() -> str:
+    """The 1-, 5- and 15-minute load averages, as ``uptime`` shows them."""
+    return " / ".join(f"{x:.1f}" for x in os.getloadavg())
+
+
+def machine() -> str:
+    """The processor, the cores and the memory of this machine."""
+    model = "unknown processor"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+        memory = next(int(x.split()[1]) for x in Path("/proc/meminfo").read_text().splitlines() if x.startswith("MemTotal:"))
+        size = f", {memory / 1024 / 1024:.0f} GiB memory"
+    except (OSError, StopIteration, ValueError):
+        size = ""
+    return f"{os.cpu_count()} cores ({model}){size}"
 
 
 def _cpu_seconds(pid: int) -> float:

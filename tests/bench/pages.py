@@ -8,6 +8,11 @@ from the page's Navigation Timing: when the server finished sending the HTML
 (``dom``), the load event (``load``: every script fetched and run), and when
 the page opened its kernel websocket (``ws``); from ``load`` to TTI the page
 fetches the widget state from the kernel and renders it.
+
+Over an emulated network (Chromium's own emulation, through a CDP session on
+each tab: ``Network.emulateNetworkConditions``), a first visit is a fresh
+browser context, and the second visit a new tab in that same context, so that
+the HTTP cache holds what the first visit was allowed to keep.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from common import (
     ACTIVITY_ID,
+    FIRST_TEXT_ACTIVITY,
     browser_cpu,
     CHROMIUM,
     CHROMIUM_FLAGS,
@@ -32,6 +38,7 @@ from common import (
     log,
     summary,
     tree_cpu,
+    wait_idle,
 )
 
 KERNEL_SOCKET = re.compile(r"/api/kernels/([0-9a-f-]{36})/channels")
@@ -52,21 +59,47 @@ async def launch(playwright):
     return await playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
 
 
-class Load:
-    """One page load in its own browser context; ``await load.run()`` then read the figures."""
+# 20 Mbit/s both ways, 40 ms round trip (Chromium adds the latency to each request).
+NETWORK = {"offline": False, "latency": 40, "downloadThroughput": 20e6 / 8, "uploadThroughput": 20e6 / 8}
 
-    def __init__(self, browser, url: str):
+
+class Load:
+    """One page load in its own browser context (or a new tab in ``context``); ``await load.run()`` then read the figures.
+
+    With ``network`` (``Network.emulateNetworkConditions`` parameters), the tab's traffic
+    is shaped by Chromium, and ``received`` counts the bytes that came over the wire."""
+
+    def __init__(self, browser, url: str, context=None, network: dict | None = None):
         self.browser, self.url = browser, url
+        self.shared_context, self.network = context, network
         self.tti = self.html = self.dom = self.load = self.ws = None
         self.kernel_id: str | None = None
         self.error: str | None = None
         self.browser_cpu = 0.0
         self.failed_requests: list[str] = []
+        self.received = 0  # bytes over the wire (encoded), counted when ``network`` is set
+        self.requests = 0
+        self.from_cache = 0
 
     async def run(self) -> "Load":
-        self.context = await self.browser.new_context(viewport={"width": 1100, "height": 900})
+        self.context = self.shared_context or await self.browser.new_context(viewport={"width": 1100, "height": 900})
         page = self.page = await self.context.new_page()
         page.set_default_timeout(LOAD_TIMEOUT_MS)
+        if self.network is not None:
+            cdp = await self.context.new_cdp_session(page)
+
+            def finished(event):
+                self.received += int(event.get("encodedDataLength", 0))
+
+            def served(event):
+                self.requests += 1
+                if event.get("response", {}).get("fromDiskCache") or event.get("response", {}).get("fromMemoryCache"):
+                    self.from_cache += 1
+
+            cdp.on("Network.loadingFinished", finished)
+            cdp.on("Network.responseReceived", served)
+            await cdp.send("Network.enable")
+            await cdp.send("Network.emulateNetworkConditions", self.network)
         start = time.monotonic()
 
         def on_socket(socket):
@@ -98,7 +131,10 @@ class Load:
                 await self.page.evaluate(SHUTDOWN, self.kernel_id)
             except Exception:
                 pass
-        await self.context.close()
+        if self.shared_context is None:
+            await self.context.close()
+        else:
+            await self.page.close()
 
 
 def _phases(loads: list[Load]) -> dict:
@@ -112,6 +148,9 @@ def _phases(loads: list[Load]) -> dict:
         "failed": len(loads) - len(ok),
         "errors": sorted({x.error for x in loads if x.error}),
         "failed_requests": sorted({u for x in loads for u in x.failed_requests}),
+        "received_kb": summary([x.received / 1000 for x in ok]),
+        "requests": summary([x.requests for x in ok]),
+        "from_cache": summary([x.from_cache for x in ok]),
     }
 
 
@@ -147,6 +186,49 @@ async def _sequential(servers: dict, loads: int, warmup: int) -> dict:
 def time_to_interactive(servers: dict, loads: int = 20, warmup: int = 1) -> dict:
     """Sequential loads of the session page, alternating between the servers."""
     return asyncio.run(_sequential(servers, loads, warmup))
+
+
+# 1a, 1b. First and second visit over an emulated network ------------------------
+
+
+async def _visits(servers: dict, loads: int, warmup: int, network: dict) -> dict:
+    from playwright.async_api import async_playwright
+
+    first: dict[str, list[Load]] = {name: [] for name in servers}
+    second: dict[str, list[Load]] = {name: [] for name in servers}
+    async with async_playwright() as playwright:
+        browser = await launch(playwright)
+        for number in range(warmup + loads):
+            for name, server in servers.items():  # side by side: A, B, A, B, ...
+                url = server.page(PAGE, link_query(f"net{number}"))
+                context = await browser.new_context(viewport={"width": 1100, "height": 900})
+                # Each visit finds the server idle (its pool refilled): the learner comes back later, not at once.
+                await asyncio.to_thread(wait_idle, server.process.pid)
+                visit = await Load(browser, url, context=context, network=network).run()
+                await visit.close()  # the tab is closed (and its kernel shut down), the context kept
+                await asyncio.to_thread(wait_idle, server.process.pid)
+                again = await Load(browser, url, context=context, network=network).run()
+                await again.close()
+                await context.close()
+                if number >= warmup:
+                    first[name].append(visit)
+                    second[name].append(again)
+            if number >= warmup:
+                done = number - warmup + 1
+                log(f"  visits {done}/{loads}: " + ", ".join(
+                    f"{n} {first[n][-1].tti or float('nan'):.2f} s then {second[n][-1].tti or float('nan'):.2f} s" for n in servers))
+        await browser.close()
+    return {name: {"first": _phases(first[name]), "second": _phases(second[name])} for name in servers}
+
+
+def network_visits(servers: dict, loads: int = 10, warmup: int = 1, network: dict = NETWORK) -> dict:
+    """First and second visit of the session page over an emulated link, alternating between the servers.
+
+    Each counted load is a different learner's link; the second visit is the same link
+    in a new tab of the first visit's browser context (its HTTP cache warm), once the
+    first tab is closed. Before each visit the server is let go idle (its pool refilled),
+    as when a learner comes back later."""
+    return asyncio.run(_visits(servers, loads, warmup, network))
 
 
 # 2. A burst of learners --------------------------------------------------------
@@ -239,12 +321,13 @@ async def _saves(servers: dict, databases: dict, saves: int, warmup: int) -> dic
                 raise RuntimeError(f"{name}: the page for the save benchmark did not open: {opened[name].error}")
         for number in range(warmup + saves):
             for name, load in opened.items():
-                page = load.page
+                # The first reflection's own box, status line and Save button (the page has an activity each).
+                activity = load.page.locator(FIRST_TEXT_ACTIVITY).first
                 text = f"Save number {number} on {name} at {time.time():.6f}"
-                await page.locator(TEXTAREA).first.fill(text)
+                await activity.locator("textarea").first.fill(text)
                 # The kernel has the new text once the page says so; the autosave would follow a second later.
-                await page.locator(".companion-status", has_text="Unsaved changes").first.wait_for()
-                button = page.get_by_role("button", name="Save", exact=True).first
+                await activity.locator(".companion-status", has_text="Unsaved changes").first.wait_for()
+                button = activity.get_by_role("button", name="Save", exact=True).first
                 await button.wait_for()
                 # The click is dispatched in the page (one round trip to the browser, a few ms), not
                 # with Playwright's click(), whose actionability checks alone take about 100 ms here.
@@ -263,7 +346,7 @@ async def _saves(servers: dict, databases: dict, saves: int, warmup: int) -> dic
                     results[name].append(time.monotonic() - start)
                     clicks[name].append(clicked)
                 # Not timed: the page shows the save before the next one starts.
-                await page.locator(".companion-status", has_text="Saved at").first.wait_for()
+                await activity.locator(".companion-status", has_text="Saved at").first.wait_for()
         for load in opened.values():
             await load.close()
         await browser.close()
