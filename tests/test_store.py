@@ -158,6 +158,84 @@ def test_many_processes_saving_at_once_lose_no_event(store_url, processes):
         assert store.response(f"learner{w}", "s1-a4").value == {"writer": w, "n": per_writer - 1}
 
 
+PAGE_RULE = SessionRule("s1", ("s1-a0", "s1-a1", "s1-a2"), "s1-complete", ("s1", "s2"), "v1")
+PAGE_ACTIVITIES = ("s1-a0", "s1-a1", "s1-a2", "s1-complete")
+
+
+def _page_writer(url: str, writer: int, learner: str, count: int, results) -> None:
+    """Saves as a page does: with its session's rule, each checked against what this page last saw stored."""
+    store = open_store(url)
+    seen: dict[str, object] = {}
+    outcome = []
+    for n in range(count):
+        activity = PAGE_ACTIVITIES[n % len(PAGE_ACTIVITIES)]
+        saved = store.save(learner, "s1", activity, "responded", {"writer": writer, "n": n}, done=n % 3 != 1, rule=PAGE_RULE, expected=seen.get(activity))
+        seen[activity] = saved.value  # after a conflict the learner takes the other version, and carries on
+        outcome.append(saved.conflict)
+    results.put((writer, outcome))
+
+
+def _progress_rows(store: Store) -> list[tuple]:
+    from sqlalchemy import select
+
+    from companion.store import LearnerRow, ProgressRow
+
+    with store.session(write=False) as db:
+        progress = db.execute(select(ProgressRow.learner_id, ProgressRow.session_id, ProgressRow.done, ProgressRow.completed_at)
+                              .order_by(ProgressRow.learner_id, ProgressRow.session_id)).all()
+        learners = db.execute(select(LearnerRow.id, LearnerRow.sessions_completed, LearnerRow.started).order_by(LearnerRow.id)).all()
+    return [tuple(row) for row in progress] + [tuple(row) for row in learners]
+
+
+def test_pages_saving_at_once_lose_nothing_see_each_others_changes_and_keep_progress_current(store_url):
+    """Eight processes save as pages do (the session's rule, the text checked against what the page saw):
+    six learners alone, and one learner in two tabs at once. Every save is an event, in each page's order;
+    exactly the saves that found another tab's change are conflicts, and replaced nothing; each response
+    is the latest save that was not a conflict; the progress kept is what a rebuild finds."""
+    store = open_store(store_url)
+    store.rebuild_progress((PAGE_RULE,))  # progress built under the pages' rule, as the first dashboard does
+    count = 40
+    learners = {w: f"learner{w}" for w in range(6)} | {6: "two-tabs", 7: "two-tabs"}
+    context = multiprocessing.get_context("spawn")
+    results = context.Queue()
+    workers = [context.Process(target=_page_writer, args=(store_url, w, learners[w], count, results)) for w in learners]
+    for worker in workers:
+        worker.start()
+    outcomes = dict(results.get(timeout=600) for _ in workers)
+    for worker in workers:
+        worker.join(timeout=60)
+    assert [w.exitcode for w in workers] == [0] * len(workers)
+
+    events = store.events()
+    assert len(events) == len(learners) * count, "every save returned is an event"
+    for w, learner in learners.items():
+        mine = [e for e in events if e.value["writer"] == w]
+        assert [e.value["n"] for e in mine] == list(range(count)), f"page {w}'s saves are missing or out of order"
+        assert [e.verb == "conflicted" for e in mine] == outcomes[w], "a conflict is exactly a save that found another tab's change"
+        assert all(e.username == learner for e in mine)
+        if learner != "two-tabs":
+            assert not any(outcomes[w]), "a learner alone never conflicts with themself"
+    for learner in set(learners.values()):
+        latest = {}
+        for e in events:  # in the order they were stored
+            if e.username == learner and e.verb != "conflicted":
+                latest[e.activity_id] = e.value
+        assert {a: r.value for a, r in store.responses(learner).items()} == latest, f"{learner}'s responses are their latest saves"
+    assert store.progress_version() == "v1", "saves under the same rule keep the progress trusted"
+    kept = _progress_rows(store)
+    store.rebuild_progress((PAGE_RULE,))
+    assert _progress_rows(store) == kept, "the progress the saves kept is what a rebuild finds"
+
+
+def test_a_learner_first_seen_saving_is_created_once_as_the_roster_would(store_url):
+    store = open_store(store_url)
+    store.save("ana", "s1", "s1-why", "responded", {"text": "one"})
+    other = Store(store_url)  # another process's store: it has not seen ana yet
+    other.save("ana", "s1", "s1-why", "responded", {"text": "two"}, expected={"text": "one"})
+    assert [(p.username, p.name, p.email, p.cohort, p.department) for p in store.learners()] == [("ana", "", "", "", "")]
+    assert [e.value["text"] for e in store.events("ana")] == ["one", "two"]
+
+
 def test_many_processes_opening_a_new_database_migrate_it_once(tmp_path):
     url = f"sqlite:///{tmp_path / 'fresh.db'}"
     context = multiprocessing.get_context("spawn")

@@ -1,4 +1,4 @@
-"""Activity: what every activity shares (saving, restoring, and the choice between two versions)."""
+"""Activity: what every activity shares (saving, restoring, retrying, and the choice between two versions)."""
 
 from __future__ import annotations
 
@@ -7,10 +7,18 @@ from typing import Any, Callable, ClassVar
 
 import ipywidgets as widgets
 
-from ..errors import CourseError
+from ..errors import CourseError, StoreUnavailable
 from ..store import Response
-from .page import AUTOSAVE_SECONDS, MAX_TEXT_CHARS, _later, _saved_at, _status, local_time
+from .page import AUTOSAVE_SECONDS, MAX_TEXT_CHARS, RETRY_SECONDS, _later, _saved_at, _status, local_time
 from .workbook import Workbook
+
+# What the status line says while the store cannot take a save; the page tries again by itself.
+NOT_SAVED_YET = "Your work could not be saved just now; it is kept on this page and will be retried in {seconds} s."
+RETRYING = "Trying again to save your work..."
+NOT_LOADED = (
+    "Your saved work could not be loaded just now, so this activity is not shown (nothing was changed). "
+    "Reload the page in a minute."
+)
 
 
 class Activity(widgets.VBox):
@@ -20,7 +28,14 @@ class Activity(widgets.VBox):
     saved value). Their saves are checked against what this page last read or
     saved, so a save from a page that is behind (another tab, another device)
     never silently replaces newer text: the learner is asked which to keep, and
-    both versions stay in the event log."""
+    both versions stay in the event log.
+
+    A save the store cannot take just now (:class:`StoreUnavailable`: locked,
+    stopped, the connection lost) is tried again after 1, 2, 4 ... 30 s
+    (``RETRY_SECONDS``) until it succeeds, while the status line says so. A newer
+    save (the learner typed on, clicked again) replaces the waiting one, so
+    what is saved is always the latest. Refusals (too long, a NUL character)
+    are said at once and not retried."""
 
     TEXT_FIELDS: ClassVar[tuple[str, ...]] = ()
 
@@ -38,6 +53,8 @@ class Activity(widgets.VBox):
         self.conflict.add_class("companion-conflict-box")
         self._restoring = False
         self._cancel: Callable[[], None] | None = None
+        self._cancel_retry: Callable[[], None] | None = None  # cancels the waiting retry of a save
+        self._failures = 0  # saves in a row the store could not take: how long the next retry waits
         self._known: Any = None  # the stored value as this page last read or saved it
 
     def _text_box(self, field: str, description: str, **options) -> widgets.Textarea:
@@ -59,13 +76,20 @@ class Activity(widgets.VBox):
         if not self.workbook.ready:
             self.children = ()
             return
+        try:
+            saved = self.workbook.store.response(self.workbook.username, self.activity_id)
+            if saved is not None:
+                self._known = saved.value
+                self.restore(saved)
+        except CourseError:
+            # Controls shown empty could save over what the learner wrote before: show none.
+            self.status.value = _status(NOT_LOADED, "error")
+            self.children = (self.status,)
+            return
         self.children = (*controls, self.conflict, self.status)
-        saved = self.workbook.store.response(self.workbook.username, self.activity_id)
         if saved is None:
             self.status.value = _status("", saved=self._texts(None))
             return
-        self._known = saved.value
-        self.restore(saved)
         self.status.value = _saved_at(saved.updated_at, self._texts(saved.value))
 
     def restore(self, saved: Response) -> None:
@@ -80,12 +104,18 @@ class Activity(widgets.VBox):
             return
         self.status.value = _status("Unsaved changes...", "pending", saved=self._texts(self._known))
         self._cancel_autosave()
+        self._stop_retrying()  # the autosave saves the newer text instead
         self._cancel = _later(AUTOSAVE_SECONDS, self.save_now)
 
     def _cancel_autosave(self) -> None:
         if self._cancel:
             self._cancel()
             self._cancel = None
+
+    def _stop_retrying(self) -> None:
+        if self._cancel_retry:
+            self._cancel_retry()
+            self._cancel_retry = None
 
     def _too_long(self, text: str, what: str) -> bool:
         """Whether ``text`` is over MAX_TEXT_CHARS; if so, say so (nothing is saved, the text stays in its box)."""
@@ -102,22 +132,42 @@ class Activity(widgets.VBox):
         self.status.value = _status(message, "error", saved=self._texts(self._known))
 
     def _save(self, verb: str, value: Any, *, done: bool, shared: bool | None = None) -> Response | None:
+        """Save ``value``; None when it was not saved (refused, a conflict, or waiting to be retried)."""
         if not self.workbook.ready:
             return None
+        self._stop_retrying()  # this save is newer than the one waiting
         checked = {"expected": self._known} if self.TEXT_FIELDS else {}
         try:
             saved = self.workbook.store.save(
                 self.workbook.username, self.workbook.session.id, self.activity_id, verb, value,
                 done=done, shared=shared, rule=self.workbook.rule, **checked,
             )
+        except StoreUnavailable:
+            self._retry_later(lambda: self._save(verb, value, done=done, shared=shared))
+            return None
         except CourseError as error:
+            self._failures = 0
             self._refuse(f"Not saved: {error}")
             return None
+        self._failures = 0
         if saved.conflict:
             self._ask_which(saved)
             return None
         self._stored(saved)
         return saved
+
+    def _retry_later(self, again: Callable[[], Any]) -> None:
+        """The store could not take a save just now: say so, and call ``again`` after the next wait of RETRY_SECONDS."""
+        seconds = RETRY_SECONDS[min(self._failures, len(RETRY_SECONDS) - 1)]
+        self._failures += 1
+        self.status.value = _status(NOT_SAVED_YET.format(seconds=seconds), "retrying", saved=self._texts(self._known))
+
+        def retry() -> None:
+            self._cancel_retry = None
+            self.status.value = _status(RETRYING, "retrying", saved=self._texts(self._known))
+            again()
+
+        self._cancel_retry = _later(seconds, retry)
 
     def _stored(self, saved: Response) -> None:
         """``saved`` is what the store holds now, and what this page's next save is checked against."""
@@ -159,5 +209,6 @@ class Activity(widgets.VBox):
 
     def _take_other(self, other: Response) -> None:
         self._cancel_autosave()
+        self._stop_retrying()
         self.restore(other)
         self._stored(other)

@@ -21,6 +21,7 @@ PRIVACY_NOTE = (
     "They are kept on the agency's server, whose administrator can export private reflections only by asking for them on purpose."
 )
 AUTOSAVE_SECONDS = 1.0
+RETRY_SECONDS = (1, 2, 4, 8, 16, 30)  # waits before each new try of a save the store could not take; then every 30 s
 
 
 def local_time(moment: datetime, form: str = "datetime") -> str:
@@ -47,11 +48,14 @@ def fingerprint(text: str) -> str:
 
 
 def _status(text: str, kind: str = "ok", saved: Mapping[str, str] | None = None, html: str = "") -> str:
-    """The activity's status line; ``saved`` (field -> saved text) tells the page script what the server holds."""
+    """The activity's status line; ``saved`` (field -> saved text) tells the page script what the server holds.
+
+    ``kind``: ok, pending, error, or retrying (a pending save the page will try again by itself)."""
     marks = " ".join(f"{field}:{fingerprint(value)}" for field, value in (saved or {}).items())
     attribute = f' data-saved="{marks}"' if saved is not None else ""
+    classes = "companion-pending companion-retrying" if kind == "retrying" else f"companion-{kind}"
     return (
-        f'<span class="companion-status companion-{kind}" role="status" aria-live="polite"{attribute}>'
+        f'<span class="companion-status {classes}" role="status" aria-live="polite"{attribute}>'
         f"{escape(text)}{html}</span>"
     )
 

@@ -4,7 +4,13 @@
 (``saves`` and ``reads``): every statement they run goes through
 :meth:`Database.session` or :meth:`Database.transaction`, committed when the
 block ends and rolled back on any error, with database errors turned into a
-:class:`~companion.errors.StoreError` that says what to do (``_reported``).
+:class:`~companion.errors.StoreError` that says what to do (``_reported``):
+:class:`~companion.errors.StoreUnavailable` when trying again later may work
+(locked, stopped, the connection lost). Those messages may reach a learner's
+page, so they name no path, address or SQL; the detail goes to the "companion"
+log, which in a kernel is the server log, never the stderr a kernel forwards
+to the browser (``_logger``). Opening a store that is damaged or cannot be reached
+raises a message for the administrator instead: which store, and what to do.
 SQLite runs in WAL mode with a busy timeout and takes its write lock at the
 start of each write transaction; the schema is brought up to date by Alembic
 under a lock, so many processes may open a store at once.
@@ -13,22 +19,99 @@ under a lock, so many processes may open a store at once.
 from __future__ import annotations
 
 import fcntl
+import logging
+import os
+import sys
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
 from sqlalchemy import create_engine, event, text
 from sqlalchemy.engine import Connection, Engine, make_url
-from sqlalchemy.exc import OperationalError, SQLAlchemyError
+from sqlalchemy.exc import DatabaseError, DBAPIError, InterfaceError, OperationalError, SQLAlchemyError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import Session, sessionmaker
 
-from ..errors import StoreError
+from ..errors import StoreError, StoreUnavailable
 
 READ_ONLY = "companion_read_only"  # a connection option: this transaction only reads
+BUSY_SECONDS = 60  # SQLite: how long a writer queues for the write lock before it is told the store is busy
+CONNECT_SECONDS = 10  # PostgreSQL: how long to wait for a server that does not answer
+
+# What people are told; the detail (which store, the driver's words) goes to the log.
+UNAVAILABLE = (
+    "The database could not be reached just now (it is busy, restarting or stopped); nothing was changed. "
+    "Try again in a moment; if it keeps happening, tell your facilitator or the server's administrator (the server log says why)."
+)
+DAMAGED = (
+    "The database is damaged and cannot be used; nothing was changed. Tell your facilitator or the server's "
+    "administrator: the server log says which file, and the latest backup restores it."
+)
+REFUSED = (
+    "The database refused the change; nothing was saved. "
+    "Try again; if it keeps happening, tell your facilitator or the server's administrator (the server log says why)."
+)
+NUL = "The text contains a NUL character (often pasted from another program); remove it and save again; nothing was saved."
+
+log = logging.getLogger("companion")
+
+
+def _in_kernel() -> bool:
+    """Whether this process is a Jupyter kernel, whose stderr ends up in the learner's browser."""
+    return "ipykernel" in sys.modules and type(sys.stderr).__module__.startswith("ipykernel")
+
+
+def _logger(url: str) -> logging.Logger:
+    """The "companion" log: the server log (the kernel's real stderr, not the copy it forwards to the page).
+
+    In a kernel, what is written to ``sys.stderr`` or file descriptor 2 is
+    forwarded to the learner's browser, so records go to the duplicate of the
+    real stderr the kernel keeps, which is ``companion serve``'s own output;
+    a kernel without one writes ``logs/kernels.log`` in the data home instead.
+    Outside a kernel (``companion serve``, the command line) records go where
+    the application's logging sends them, by default stderr."""
+    if not log.handlers and _in_kernel():
+        real = getattr(sys.stderr, "_original_stdstream_copy", None)
+        if real is not None:
+            handler = logging.StreamHandler(os.fdopen(os.dup(real), "w", buffering=1, encoding="utf-8", errors="replace"))
+        else:
+            home = os.environ.get("COMPANION_HOME")
+            database = make_url(url).database if url.startswith("sqlite") else None
+            folder = Path(home) if home else Path(database).parent if database and database != ":memory:" else Path.cwd()
+            (folder / "logs").mkdir(parents=True, exist_ok=True)
+            handler = logging.FileHandler(folder / "logs" / "kernels.log", encoding="utf-8")
+        handler.setFormatter(logging.Formatter("[companion kernel %(process)d] %(asctime)s %(levelname)s %(name)s | %(message)s"))
+        log.addHandler(handler)
+        log.setLevel(logging.INFO)
+        log.propagate = False  # not also to a handler on the root log that may write to the forwarded stderr
+    return log
+
+
+def transient(error: BaseException) -> bool:
+    """Whether trying again later may work: the database is locked, busy, stopped, or the connection was lost."""
+    if isinstance(error, StoreError):
+        return isinstance(error, StoreUnavailable)
+    if damaged(error):
+        return False
+    if isinstance(error, DBAPIError) and error.connection_invalidated:
+        return True
+    return isinstance(error, (OperationalError, InterfaceError, PoolTimeout))
+
+
+def damaged(error: BaseException) -> bool:
+    """Whether the database file is not a usable SQLite database (overwritten, truncated, corrupted)."""
+    reason = str(getattr(error, "orig", "") or "")
+    return isinstance(error, DatabaseError) and ("file is not a database" in reason or "database disk image is malformed" in reason)
+
+
+def _reason(error: BaseException) -> str:
+    """The driver's first line about ``error``, for the log and the administrator."""
+    words = str(getattr(error, "orig", None) or error).strip()
+    return words.splitlines()[0] if words else error.__class__.__name__
 
 
 def _sqlite_engine(url: str) -> Engine:
-    engine = create_engine(url, connect_args={"timeout": 60, "check_same_thread": False})
+    engine = create_engine(url, connect_args={"timeout": BUSY_SECONDS, "check_same_thread": False})
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection, _record):
@@ -37,7 +120,7 @@ def _sqlite_engine(url: str) -> Engine:
         cursor = dbapi_connection.cursor()
         if make_url(url).database not in (None, "", ":memory:"):
             cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute("PRAGMA busy_timeout=60000")
+        cursor.execute(f"PRAGMA busy_timeout={int(BUSY_SECONDS * 1000)}")
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.close()
@@ -66,7 +149,8 @@ class Database:
                 Path(database).parent.mkdir(parents=True, exist_ok=True)
             self.engine = _sqlite_engine(url)
         else:
-            self.engine = create_engine(url, pool_pre_ping=True)
+            waits = parsed.get_driver_name() in ("psycopg2", "psycopg") and "connect_timeout" not in parsed.query
+            self.engine = create_engine(url, pool_pre_ping=True, connect_args={"connect_timeout": CONNECT_SECONDS} if waits else {})
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
         dialect = self.engine.dialect.name
         # INSERT ... ON CONFLICT, where the database has it: one statement for "create or update".
@@ -113,16 +197,25 @@ class Database:
 
     @contextmanager
     def _reported(self) -> Iterator[None]:
-        """Database errors become a :class:`StoreError` that says what to do."""
+        """Database errors become a :class:`StoreError` a learner may read: what happened and what to do, no path or SQL.
+
+        Faults that may pass (locked, stopped, connection lost) are
+        :class:`StoreUnavailable`, so a page retries them; the detail is logged."""
         try:
             yield
-        except OperationalError as error:
-            raise StoreError(
-                f"The database at {self!r} could not be used ({error.orig}). Check that it is "
-                "reachable and writable, and that 'companion upgrade' has been run; nothing was saved."
-            ) from error
         except SQLAlchemyError as error:
-            raise StoreError(f"The database refused the change ({error.__class__.__name__}: {error}); nothing was saved.") from error
+            if transient(error):
+                _logger(self.url).warning("%r could not be used just now: %s", self, _reason(error))
+                raise StoreUnavailable(UNAVAILABLE) from error
+            if damaged(error):
+                _logger(self.url).error("%r is damaged: %s. Restore the latest backup.", self, _reason(error))
+                raise StoreError(DAMAGED) from error
+            _logger(self.url).error("%r refused a change: %s", self, _reason(error), exc_info=True)
+            raise StoreError(REFUSED) from error
+        except ValueError as error:
+            if "NUL" not in str(error):
+                raise
+            raise StoreError(NUL) from error
 
     # Schema ---------------------------------------------------------------
 
@@ -138,17 +231,38 @@ class Database:
                 config.attributes["connection"] = connection
                 command.upgrade(config, revision)
                 connection.commit()
-        except OperationalError as error:
-            raise self._unreachable(error) from error
         except SQLAlchemyError as error:
-            raise StoreError(f"Could not upgrade the database at {self!r}: {error}. Nothing was changed.") from error
+            if damaged(error) or transient(error):
+                raise self._unusable(error) from error
+            raise self._opening_failed(
+                StoreError(f"Could not upgrade the database at {self!r} ({_reason(error)}). Nothing was changed; the server log has the detail."),
+                error,
+            ) from error
 
-    def _unreachable(self, error: OperationalError) -> StoreError:
-        reason = str(error.orig).strip().splitlines()[0]
-        return StoreError(
-            f"Could not reach the database at {self!r} ({reason}). Check COMPANION_DB_URL and that "
-            "the database server is running; nothing was changed."
-        )
+    def _unusable(self, error: SQLAlchemyError) -> StoreError:
+        """Opening the store failed: a damaged file, or a database that cannot be reached. Says which, and what to do."""
+        if damaged(error) and self.is_sqlite:
+            path = Path(make_url(self.url).database).absolute()
+            problem = StoreError(
+                f"{path} is not a usable SQLite database ({_reason(error)}): it is damaged or is not a companion store. "
+                "Restore the latest backup with 'companion restore BACKUP-FILE --force' (the damaged file is kept beside "
+                f"it, renamed {path.name}.damaged-<time>), or move it away to start again with an empty store."
+            )
+        else:
+            where = "Check COMPANION_DB_URL and that the database server is running" if not self.is_sqlite else (
+                "Check that the file and its folder are readable and writable by this user, and that no other program holds it locked"
+            )
+            problem = StoreUnavailable(f"Could not reach the database at {self!r} ({_reason(error)}). {where}; nothing was changed.")
+        return self._opening_failed(problem, error)
+
+    def _opening_failed(self, problem: StoreError, error: BaseException) -> StoreError:
+        """``problem`` for the administrator; in a kernel (whose messages a learner reads) logged, and a message without the path instead."""
+        if not _in_kernel():
+            return problem
+        _logger(self.url).error("%s", problem, exc_info=error)
+        if damaged(error):
+            return StoreError(DAMAGED)
+        return StoreUnavailable(UNAVAILABLE) if isinstance(problem, StoreUnavailable) else StoreError(REFUSED)
 
     @contextmanager
     def _migration_lock(self):
@@ -179,10 +293,18 @@ class Database:
         """The schema revision the database is at (None for an empty database)."""
         try:
             connection = self.engine.connect()
-        except OperationalError as error:
-            raise self._unreachable(error) from error
+        except SQLAlchemyError as error:
+            raise self._unusable(error) from error
         with connection:
             try:
                 return connection.execute(text("SELECT version_num FROM alembic_version")).scalar()
-            except SQLAlchemyError:
+            except SQLAlchemyError as error:
+                if damaged(error) or transient(error) and not _missing_table(error):
+                    raise self._unusable(error) from error
                 return None
+
+
+def _missing_table(error: SQLAlchemyError) -> bool:
+    """Whether ``error`` says a table does not exist (a new, empty database)."""
+    reason = _reason(error)
+    return "no such table" in reason or "does not exist" in reason

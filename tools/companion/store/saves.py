@@ -15,12 +15,15 @@ from __future__ import annotations
 import functools
 import json
 import time
+from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Integer, String, and_, bindparam, delete, exists, func, insert, literal, or_, select, text, update
 from sqlalchemy.engine import Connection
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
+from sqlalchemy.sql import Select
 
 from ..errors import StoreError
 from .database import Database
@@ -51,13 +54,80 @@ from .schema import (
 )
 
 
+_EVENT_KEYS = ("learner_id", "session_id", "activity_id", "verb", "value", "at")
+# A learner first seen saving: every column, as the table's defaults would set them (a prepared statement runs no defaults).
+_NEW_LEARNER = dict(username=None, name="", email="", cohort="", department="", extra={}, created_at=None, sessions_completed=0, started=False)
+
+
 def _check_size(value: Any) -> None:
-    size = len(json.dumps(value, ensure_ascii=False).encode("utf-8"))
+    """Refuse a value too large to save, or holding a NUL character (PostgreSQL keeps none in text: refused on every store alike)."""
+    dumped = json.dumps(value, ensure_ascii=False)
+    size = len(dumped.encode("utf-8"))
     if size > MAX_VALUE_BYTES:
         raise StoreError(
             f"The answer is too large to save ({size:,} bytes; the limit is {MAX_VALUE_BYTES:,}). "
             "Shorten it and save again."
         )
+    if "\\u0000" in dumped and _holds_nul(value):  # JSON writes NUL so; the walk rules out a typed "\u0000"
+        raise StoreError(
+            "The answer contains a NUL character (often pasted from another program), which cannot be saved. "
+            "Remove it and save again."
+        )
+
+
+def _holds_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_holds_nul(key) or _holds_nul(item) for key, item in value.items())
+    if isinstance(value, (list, tuple)):
+        return any(_holds_nul(item) for item in value)
+    return False
+
+
+class _Prepared:
+    """A Core statement compiled once for one database, executed on the driver's own cursor.
+
+    For a save, SQLAlchemy's work per execution (the compiled-cache lookup, the
+    parameters, the IN lists expanded again, the result object, the connection's
+    events) costs several times what the database does, and on SQLite it is paid
+    holding the write lock that every learner's save queues for. Here the SQL is
+    rendered once (IN lists included) and the parameters go through the same
+    type processors SQLAlchemy uses (JSON, dates), before the transaction starts."""
+
+    __slots__ = ("sql", "_slots", "_names", "_results")
+
+    def __init__(self, statement, dialect, example: dict, column_keys: list[str] | None = None):
+        compiled = statement.compile(dialect=dialect, column_keys=column_keys)
+        if compiled.insert_prefetch or compiled.update_prefetch:
+            raise ValueError("a prepared statement must be given every column it writes: no defaults run here")
+        expanded = compiled.construct_expanded_state(example)
+        self.sql = expanded.statement
+        names = list(expanded.positiontup) if compiled.positional else list(expanded.parameters)
+        self._names = None if compiled.positional else names
+        self._slots = []  # per parameter: (its key in the caller's dict, its processor) or a value fixed when built
+        for name in names:
+            bind = compiled.binds.get(name)
+            process = expanded.processors.get(name) or (bind.type.dialect_impl(dialect).bind_processor(dialect) if bind is not None else None)
+            if name in example:
+                self._slots.append((name, process, None))
+            else:
+                fixed = expanded.parameters[name]
+                self._slots.append((None, None, process(fixed) if process else fixed))
+        self._results = (
+            [column.type.dialect_impl(dialect).result_processor(dialect, None) for column in statement.selected_columns]
+            if isinstance(statement, Select)
+            else []
+        )
+
+    def bind(self, params: dict):
+        """The driver's parameters for one execution."""
+        values = [fixed if key is None else process(params[key]) if process else params[key] for key, process, fixed in self._slots]
+        return tuple(values) if self._names is None else dict(zip(self._names, values))
+
+    def row(self, row) -> tuple | None:
+        """A selected row as SQLAlchemy would return it (JSON read, dates parsed)."""
+        return None if row is None else tuple(process(value) if process else value for process, value in zip(self._results, row))
 
 
 class Saves(Database):
@@ -132,10 +202,15 @@ class Saves(Database):
         response comes back with ``conflict=True`` so the page can ask which to keep. With the
         session's ``rule`` (companion.progress), the learner's progress in the
         session is brought up to date too; without it, the stored progress is
-        marked stale and the next dashboard rebuilds it. Core
-        statements, not the ORM's unit of work: on SQLite the write lock is held
-        for the whole transaction, so its length bounds how many saves a second
-        all learners together get."""
+        marked stale and the next dashboard rebuilds it.
+
+        On SQLite the write lock is held for the whole transaction, so its length
+        bounds how many saves a second all learners together get. So the
+        statements (an event, the response upserted with RETURNING, the progress
+        recounted in one INSERT ... SELECT, the learner's state) are Core
+        statements compiled once per store (:class:`_Prepared`), bound before the
+        transaction, and run on the driver's cursor (:meth:`_write`): inside the
+        lock, only the database works."""
         _check_size(value)
         now = utcnow()
         changes: dict[str, Any] = {"value": value, "updated_at": now}
@@ -145,6 +220,130 @@ class Saves(Database):
             changes["shared"] = shared
         keeps_progress = rule is not None and rule.session_id == session_id
         check_rule = keeps_progress and time.monotonic() - self._rule_checked.get(rule.version, -RULE_CHECK_SECONDS) >= RULE_CHECK_SECONDS
+        if self._upsert is None:
+            return self._save_elsewhere(username, session_id, activity_id, verb, value, changes, rule, keeps_progress, check_rule, expected, now)
+        # Every statement compiled once and bound (JSON written, dates formatted) before the
+        # transaction: on SQLite, only the driver's work is done holding the write lock.
+        event = self._prepared(("event",), lambda: (_EVENT_INSERT, dict.fromkeys(_EVENT_KEYS), list(_EVENT_KEYS)))
+        fresh_keys = ("learner_id", "session_id", "activity_id", "done", "shared", *changes)
+        response = self._prepared(
+            ("response", tuple(changes)), lambda: (self._upsert_response(tuple(changes)), dict.fromkeys(fresh_keys), list(fresh_keys))
+        )
+        if keeps_progress:
+            progress = self._prepared(("progress", rule), lambda: (self._refresh_progress(rule), {"learner": None}))
+            after = self._prepared(("state", rule.sessions), lambda: (self._learner_state(rule.sessions, one=True), {"learner": None, "at": None}))
+        else:
+            after = self._prepared(("touch",), lambda: (_TOUCH_LEARNER, {"learner": None, "at": None}))
+
+        def bind(learner: int) -> list:
+            fresh = dict(learner_id=learner, session_id=session_id, activity_id=activity_id, done=False, shared=False) | changes
+            return [
+                event.bind(dict(learner_id=learner, session_id=session_id, activity_id=activity_id, verb=verb, value=value, at=now)),
+                response.bind(fresh),
+                progress.bind({"learner": learner}) if keeps_progress else None,
+                after.bind({"learner": learner, "at": now}),
+            ]
+
+        learner_id = self._learner_ids.get(username)
+        bound = bind(learner_id) if learner_id is not None else None
+        with self._reported(), self._write() as cursor:
+            if learner_id is None:
+                learner_id = self._new_learner_id(cursor, username, now)
+                bound = bind(learner_id)
+            if not self.is_sqlite:
+                # Orders one learner's concurrent saves (two tabs), so each sees the other's response
+                # when it counts their progress. SQLite's write lock already orders every save.
+                lock = self._prepared(("lock",), lambda: (_LOCK_LEARNER, {"learner": None}))
+                cursor.execute(lock.sql, lock.bind({"learner": learner_id}))
+            if expected is not UNCHECKED:
+                read = self._prepared(("stored",), lambda: (_STORED_RESPONSE, {"learner": None, "activity": None}))
+                cursor.execute(read.sql, read.bind({"learner": learner_id, "activity": activity_id}))
+                stored = read.row(cursor.fetchone())
+                if stored is not None and stored[0] not in (expected, value):
+                    row = dict(learner_id=learner_id, session_id=session_id, activity_id=activity_id, verb=CONFLICTED, value=value, at=now)
+                    cursor.execute(event.sql, event.bind(row))
+                    conflict = Response(username, session_id, activity_id, stored[0], bool(stored[1]), bool(stored[2]), _aware(stored[3]), conflict=True)
+                else:
+                    conflict = None
+                if conflict is not None:
+                    return conflict
+            cursor.execute(event.sql, bound[0])
+            cursor.execute(response.sql, bound[1])
+            stored_done, stored_shared = cursor.fetchone()
+            if keeps_progress:
+                if check_rule:
+                    forget = self._prepared(("forget",), lambda: (_FORGET_RULE, {"version": None}))
+                    cursor.execute(forget.sql, forget.bind({"version": rule.version}))
+                cursor.execute(progress.sql, bound[2])
+            else:
+                forget = self._prepared(("forget any",), lambda: (_FORGET_ANY_RULE, {}))
+                cursor.execute(forget.sql, forget.bind({}))
+            cursor.execute(after.sql, bound[3])
+        self._known(username, learner_id)
+        if check_rule:
+            self._rule_checked[rule.version] = time.monotonic()
+        return Response(username, session_id, activity_id, value, bool(stored_done), bool(stored_shared), now)
+
+    def _prepared(self, key: tuple, build) -> _Prepared:
+        """The save path's statement named ``key``, compiled for this database the first time; ``build`` returns
+        (statement, its parameters' names as a dict[, the columns an INSERT sets])."""
+        cache = self.__dict__.setdefault("_prepared_statements", {})
+        found = cache.get(key)
+        if found is None:
+            statement, example, *columns = build()
+            found = cache[key] = _Prepared(statement, self.engine.dialect, example, *columns)
+        return found
+
+    def _new_learner_id(self, cursor, username: str, now: datetime) -> int:
+        """The id of a learner not yet seen by this process, created if new (inside the save's transaction)."""
+        find = self._prepared(("learner",), lambda: (select(_LEARNERS.c.id).where(_LEARNERS.c.username == bindparam("username")), {"username": None}))
+        cursor.execute(find.sql, find.bind({"username": username}))
+        found = cursor.fetchone()
+        if found is None:
+            add = self._prepared(
+                ("new learner",),
+                lambda: (self._upsert(_LEARNERS).on_conflict_do_nothing(), dict.fromkeys(_NEW_LEARNER), list(_NEW_LEARNER)),
+            )
+            cursor.execute(add.sql, add.bind(_NEW_LEARNER | {"username": username, "created_at": now}))
+            cursor.execute(find.sql, find.bind({"username": username}))
+            found = cursor.fetchone()
+        return found[0]
+
+    @contextmanager
+    def _write(self):
+        """One write transaction on the driver's connection (pooled by the engine): committed, or rolled back on any error.
+
+        The driver's errors become SQLAlchemy's, so that ``_reported`` words them as for every
+        other transaction, and a connection the database dropped is not pooled again. On SQLite
+        the write lock is taken at BEGIN (IMMEDIATE), as for the engine's own write transactions."""
+        dialect = self.engine.dialect
+        failure = dialect.loaded_dbapi.Error
+        raw = None
+        try:
+            raw = self.engine.raw_connection()
+            cursor = raw.cursor()
+            try:
+                if self.is_sqlite:
+                    cursor.execute("BEGIN IMMEDIATE")  # writers queue for the lock here (busy timeout), not at their first write
+                yield cursor
+                raw.commit()
+            except BaseException:
+                try:
+                    raw.rollback()
+                except Exception:  # the connection is gone: the database has dropped the transaction
+                    pass
+                raise
+        except failure as error:
+            gone = raw is not None and dialect.is_disconnect(error, raw.dbapi_connection, None)
+            if gone:
+                raw.invalidate(error)
+            raise DBAPIError.instance(None, None, error, failure, connection_invalidated=gone, dialect=dialect) from error
+        finally:
+            if raw is not None:
+                raw.close()
+
+    def _save_elsewhere(self, username, session_id, activity_id, verb, value, changes, rule, keeps_progress, check_rule, expected, now) -> Response:
+        """:meth:`save` on a database with no INSERT ... ON CONFLICT, with SQLAlchemy's own execution."""
         with self.transaction() as connection:
             learner_id = self._learner_id(connection, username)
             if not self.is_sqlite:
