@@ -447,3 +447,197 @@ def test_export_errors_are_one_clear_line(course, tmp_path, capsys, monkeypatch,
     assert main(args) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and message in err and "Traceback" not in err
+
+
+# The bulk reads behind the evaluation export ------------------------------------------------
+#
+# The export reads self-assessments and goals as plain tuples (Store.latest_values), not as one
+# ORM object and Response per row. What it wrote before, from Store.latest_responses, is kept
+# here as the reference: the same rows, the same figures, the same file, byte for byte.
+
+SELF_ASSESSMENTS = ["s1-start-cultural-proficiency", "s2-end-cultural-proficiency"]
+GOALS = ["s1-goal", "s2-goal-cultural-proficiency"]
+
+
+def _reference_feed(store, catalog):
+    """_scores, _ratings and _goals as they were, over Response objects."""
+    assessments = {a.id: a for a in catalog.all_activities() if a.kind == "SelfAssessment"}
+    scores, ratings = {}, {}
+    for response in store.latest_responses(list(assessments)):
+        value = response.value if isinstance(response.value, dict) else {}
+        activity = assessments[response.activity_id]
+        key = (response.username, activity.competency, activity.args.get("stage", "start"))
+        if response.done and isinstance(value.get("score"), (int, float)):
+            if key not in scores or scores[key][0] < response.updated_at:
+                scores[key] = (response.updated_at, round(float(value["score"]), 2))
+        raw = value.get("ratings") if isinstance(value.get("ratings"), list) else []
+        given = [r if isinstance(r, int) and not isinstance(r, bool) and 1 <= r <= 4 else None for r in raw]
+        if any(r is not None for r in given) and (key not in ratings or ratings[key][0] < response.updated_at):
+            ratings[key] = (response.updated_at, given)
+    goal_activities = {a.id: a for a in catalog.all_activities() if a.kind == "Goal"}
+    latest, goals_set = {}, {}
+    for response in store.latest_responses(list(goal_activities)):
+        value = response.value if isinstance(response.value, dict) else {}
+        if response.done:
+            goals_set[response.username] = goals_set.get(response.username, 0) + 1
+        if not str(value.get("goal") or "").strip():
+            continue
+        key = (response.username, goal_activities[response.activity_id].competency)
+        if key not in latest or latest[key][0] < response.updated_at:
+            latest[key] = (response.updated_at, value)
+    strip = lambda found: {key: value for key, (_, value) in found.items()}  # noqa: E731
+    return strip(scores), strip(ratings), strip(latest), goals_set
+
+
+def _reference_csv(store, catalog, path) -> None:
+    """The evaluation CSV as write_evaluation wrote it before the bulk reads (DictWriter, every cell neutralised)."""
+    from companion.coaching_exports import CoachingRecord
+    from companion.dashboard import everyone_progress
+    from companion.exports import IDENTITY_COLUMNS, evaluation_columns
+    from companion.progress import COMPLETE
+
+    day = lambda moment: moment.astimezone(timezone.utc).date().isoformat() if moment else ""  # noqa: E731
+    settings = catalog.settings
+    with_goals = settings.coaching.goals_in_evaluation_record
+    learners = store.learners()
+    progress = everyone_progress(store, catalog, learners)
+    scores, ratings, goals, goals_set = _reference_feed(store, catalog)
+    coaching = CoachingRecord.read(store, [learner.username for learner in learners])
+    last_active = store.last_active()
+    with open(path, "w", encoding="utf-8", newline="") as out:
+        writer = csv.DictWriter(out, fieldnames=evaluation_columns(catalog))
+        writer.writeheader()
+        for learner in learners:
+            name = learner.username
+            row = {column: getattr(learner, column) for column in IDENTITY_COLUMNS}
+            sessions = progress[name]
+            for state in sessions:
+                row[f"{state.session_id}_status"], row[f"{state.session_id}_completed_on"] = state.status, day(state.completed_at)
+            completed = [s for s in sessions if s.status == COMPLETE]
+            series = len(completed) == len(sessions) and bool(sessions)
+            row.update(sessions_completed=len(completed), series_completed="yes" if series else "no",
+                       series_completed_on=day(max(s.completed_at for s in completed)) if series else "")
+            for competency in settings.competencies:
+                key = competency.id.replace("-", "_")
+                start, end = scores.get((name, competency.id, "start")), scores.get((name, competency.id, "end"))
+                row[f"{key}_start"], row[f"{key}_end"] = "" if start is None else start, "" if end is None else end
+                row[f"{key}_change"] = "" if start is None or end is None else round(end - start, 2)
+                for stage in ("start", "end"):
+                    given = ratings.get((name, competency.id, stage), [])
+                    for n in range(1, len(competency.indicators) + 1):
+                        rating = given[n - 1] if n <= len(given) else None
+                        row[f"rating_{key}_{n}_{stage}"] = "" if rating is None else rating
+                goal = goals.get((name, competency.id), {})
+                if with_goals:
+                    for part, field_ in (("", "goal"), ("_measure", "measure"), ("_progress", "progress")):
+                        row[f"goal_{key}{part}"] = str(goal.get(field_) or "")
+                row[f"goal_{key}_target"] = str(goal.get("target") or "")
+                row[f"goal_{key}_status"] = str(goal.get("status") or "") if goal else ""
+            row["goals_set"] = goals_set.get(name, 0)
+            row.update(check_ins=coaching.check_in_count(name), last_check_in=day(coaching.last_check_in(name)),
+                       feedback_received=coaching.received(name), median_hours_to_feedback=coaching.median_hours(name))
+            active = last_active.get(name)
+            row["last_active"] = active.astimezone(timezone.utc).isoformat(timespec="seconds") if active else ""
+            writer.writerow({key: neutralise(value) for key, value in row.items()})
+
+
+@pytest.fixture
+def assorted(store_url, tmp_path):
+    """A store of a few learners with every kind of row the export reads, and the edge cases it handles."""
+    root = cohort.make_evaluation_course(tmp_path / "course")
+    catalog = load_catalog(load_settings(root))
+    store = open_store(store_url)
+    store.upsert_learners([
+        {"username": "ana", "name": "Ana Ruiz", "email": "ana@example.org", "cohort": "Winter", "department": "Schools", "extra": {}},
+        {"username": "ben", "name": "=HYPERLINK(\"http://x\")", "email": "@ben", "cohort": "+cohort", "department": "-dept", "extra": {}},
+        {"username": "cy", "name": "Cy (on the roster, nothing saved)", "email": "", "cohort": "", "department": "", "extra": {}},
+        {"username": "dee", "name": " =1+1", "email": "dee@example.org", "cohort": "＝full width", "department": "\tTabbed", "extra": {}},
+    ])
+    assess = lambda ratings, score=None: {  # noqa: E731
+        "competency": "cultural-proficiency", "ratings": ratings, **({} if score is None else {"score": score})}
+    # ana: everything, saved more than once (the latest counts), a check-in and feedback on it and on a reflection.
+    store.save("ana", "s1", "s1-start-cultural-proficiency", "answered", assess([1, None, None, None]), done=False)
+    store.save("ana", "s1", "s1-start-cultural-proficiency", "answered", assess([1, 2, 3, 4], 2.5), done=True)
+    store.save("ana", "s2", "s2-end-cultural-proficiency", "answered", assess([4, 4, 3, 4], 3.75), done=True)
+    store.save("ana", "s1", "s1-goal", "responded", {"competency": "transformational-value", "goal": "Coach weekly",
+               "measure": "Check-ins", "target": "2026-06-30", "status": "In progress", "progress": "=going well"}, done=True)
+    store.save("ana", "s1", "s1-why", "responded", {"text": "Because."}, done=True, shared=True)
+    store.add_feedback("ana", "s1-why", "lee", "Thank you.")
+    check = store.add_check_in("ana", "s1", "s1-goal", "In progress", "Halfway")
+    store.add_feedback("ana", "s1-goal", "lee", "Keep going.", check_in=check.id)
+    # ben: hostile and odd values: formula text, booleans and out-of-range ratings, a score not a number,
+    # a value that is not an object, a score on an unfinished assessment.
+    store.save("ben", "s1", "s1-start-cultural-proficiency", "answered", assess([True, 5, 0, 3], "3.5"), done=True)
+    store.save("ben", "s2", "s2-end-cultural-proficiency", "answered", assess([2, 2, 2, 2], 2.0), done=False)
+    store.save("ben", "s1", "s1-goal", "responded", ["not", "an", "object"], done=True)
+    store.save("ben", "s2", "s2-goal-cultural-proficiency", "responded", {"goal": "=cmd|' /C calc'!A0", "measure": "@SUM(1)",
+               "target": " =1+1", "status": "－1", "progress": "日本語 ✓ \u202e<script>alert(1)</script>\r\nline"}, done=True)
+    store.save("ben", "s1", "s1-why", "responded", {"text": "+ private"}, done=True)
+    # dee: a score and a goal for activities the notebooks dropped, a goal set with no words, a bool score.
+    store.save("dee", "s1", "s1-retired-assessment", "answered", assess([4, 4, 4, 4], 4.0), done=True)
+    store.save("dee", "s1", "s1-retired-goal", "responded", {"goal": "Old goal", "target": "2020-01-01"}, done=True)
+    store.save("dee", "s1", "s1-goal", "responded", {"goal": "   ", "target": "2026-01-01", "status": "Met"}, done=True)
+    store.save("dee", "s1", "s1-start-cultural-proficiency", "answered", assess([1, 1, 1, 1], True), done=True)
+    # eve: seen on a page only.
+    store.ensure_learner("eve")
+    return store, catalog
+
+
+def test_the_bulk_read_gives_the_rows_latest_responses_gives(assorted):
+    store, catalog = assorted
+    every = SELF_ASSESSMENTS + GOALS + ["s1-retired-assessment", "s1-retired-goal", "s1-why"]
+    for ids in (SELF_ASSESSMENTS, GOALS, every, []):
+        expected = [(r.username, r.activity_id, r.value, r.done, r.updated_at) for r in store.latest_responses(ids)]
+        for batch in (50_000, 2, 1):  # one page, and paged by id
+            assert list(store.latest_values(ids, batch=batch)) == expected, (ids, batch)
+    rows = list(store.latest_values(every))
+    assert {type(row) for row in rows} == {tuple}
+    assert all(row[4].utcoffset() is not None and row[4].utcoffset().total_seconds() == 0 for row in rows)
+    assert {r[0] for r in rows} == {"ana", "ben", "dee"}
+
+
+def test_scores_ratings_and_goals_from_the_bulk_read_are_those_of_before(assorted):
+    from companion.exports import _goals, _ratings, _scores
+
+    store, catalog = assorted
+    scores, ratings, goals, goals_set = _reference_feed(store, catalog)
+    assert _scores(store, catalog) == scores
+    assert _ratings(store, catalog) == ratings
+    assert _goals(store, catalog) == (goals, goals_set)
+    assert scores == {("ana", "cultural-proficiency", "start"): 2.5, ("ana", "cultural-proficiency", "end"): 3.75,
+                      ("dee", "cultural-proficiency", "start"): 1.0}
+    assert ratings[("ben", "cultural-proficiency", "start")] == [None, None, None, 3]
+    assert goals_set == {"ana": 1, "ben": 2, "dee": 1}
+    assert set(goals) == {("ana", "transformational-value"), ("ben", "cultural-proficiency")}
+
+
+@pytest.mark.parametrize("goals_in_record", [False, True], ids=["goals-not-in-record", "goals-in-record"])
+def test_the_evaluation_csv_is_byte_for_byte_what_it_was_before_the_bulk_reads(assorted, tmp_path, goals_in_record):
+    store, catalog = assorted
+    if goals_in_record:
+        toml = tmp_path / "course" / "course" / "course.toml"
+        toml.write_text(toml.read_text() + "\n[coaching]\ngoals_in_evaluation_record = true\n")
+        catalog = load_catalog(load_settings(tmp_path / "course"))
+    before, after = tmp_path / "before.csv", tmp_path / "after.csv"
+    _reference_csv(store, catalog, before)
+    assert write_evaluation(store, catalog, after) == 5
+    assert after.read_bytes() == before.read_bytes()
+
+    rows = {row["username"]: row for row in csv.DictReader(after.open(newline="", encoding="utf-8"))}
+    assert rows["ben"]["name"] == "'=HYPERLINK(\"http://x\")" and rows["ben"]["email"] == "'@ben"
+    assert rows["ben"]["cohort"] == "'+cohort" and rows["ben"]["department"] == "'-dept"
+    assert rows["dee"]["name"] == "' =1+1" and rows["dee"]["cohort"] == "'＝full width" and rows["dee"]["department"] == "'\tTabbed"
+    assert rows["ben"]["goal_cultural_proficiency_target"] == "' =1+1"
+    assert rows["ben"]["goal_cultural_proficiency_status"] == "'－1"
+    assert rows["ben"]["cultural_proficiency_start"] == "" and rows["ben"]["rating_cultural_proficiency_4_start"] == "3"
+    assert rows["ana"]["cultural_proficiency_change"] == "1.25" and rows["ana"]["check_ins"] == "1"
+    assert rows["ana"]["feedback_received"] == "2"
+    if goals_in_record:
+        assert rows["ben"]["goal_cultural_proficiency"] == "'=cmd|' /C calc'!A0"
+        assert rows["ben"]["goal_cultural_proficiency_measure"] == "'@SUM(1)"
+        assert rows["ben"]["goal_cultural_proficiency_progress"] == "日本語 ✓ \u202e<script>alert(1)</script>\r\nline"
+        assert rows["ana"]["goal_transformational_value_progress"] == "'=going well"
+    for nobody in ("cy", "eve"):
+        row = rows[nobody]
+        assert row["sessions_completed"] == "0" and row["goals_set"] == "0" and row["check_ins"] == "0"
+        assert all(row[c] == "" for c in row if c.startswith(("rating_", "cultural_", "goal_")))

@@ -64,19 +64,20 @@ Example::
 from __future__ import annotations
 
 import csv
+import gc
 import os
 import re
 import tempfile
 import unicodedata
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from html import escape
 from pathlib import Path
 from typing import Any, Iterator
 
 from .catalog import Catalog
-from .dashboard import everyone_progress
 from .errors import ExportError
-from .progress import COMPLETE, session_progress
+from .progress import COMPLETE, SessionProgress, session_progress, session_rules
 from .store import Store
 
 
@@ -92,6 +93,8 @@ def neutralise(cell: Any) -> Any:
     (``" =1+1"``, ``"\\t@x"``); and their full-width and small forms (``"＝1+1"``),
     which some spreadsheets read as the ASCII sign (NFKC folds them to it)."""
     if not isinstance(cell, str) or not cell:
+        return cell
+    if cell[0].isascii() and cell[0].isalnum():  # the usual case, and never a formula
         return cell
     if cell.startswith(FORMULA_STARTS):
         return "'" + cell
@@ -138,19 +141,68 @@ def evaluation_columns(catalog: Catalog) -> list[str]:
     return columns
 
 
+def _feed_from(catalog: Catalog, rows) -> tuple[dict, dict, dict, dict]:
+    """Scores, ratings, goals and goals set (:func:`_scores`, :func:`_ratings`, :func:`_goals`) in one pass.
+
+    ``rows`` are ``Store.latest_values`` tuples, in the order the responses were
+    first saved; rows of other activities are passed over. Each key keeps the
+    latest response (the first saved of any with the same time), as before."""
+    assessed = {a.id: (a.competency, a.args.get("stage", "start")) for a in catalog.all_activities() if a.kind == "SelfAssessment"}
+    goal_of = {a.id: a.competency for a in catalog.all_activities() if a.kind == "Goal"}
+    scored: dict[tuple[str, str, str], tuple[datetime, float]] = {}
+    rated: dict[tuple[str, str, str], tuple[datetime, list]] = {}
+    latest: dict[tuple[str, str], tuple[datetime, dict]] = {}
+    goals_set: dict[str, int] = {}
+    for username, activity_id, value, done, updated_at in rows:
+        if not isinstance(value, dict):
+            value = {}
+        place = assessed.get(activity_id)
+        if place is not None:
+            key = (username, *place)
+            score = value.get("score")
+            if done and isinstance(score, (int, float)):
+                found = scored.get(key)
+                if found is None or found[0] < updated_at:
+                    scored[key] = (updated_at, round(float(score), 2))
+            raw = value.get("ratings")
+            if isinstance(raw, list):
+                ratings = [r if isinstance(r, int) and not isinstance(r, bool) and 1 <= r <= 4 else None for r in raw]
+                if any(r is not None for r in ratings):
+                    found = rated.get(key)
+                    if found is None or found[0] < updated_at:
+                        rated[key] = (updated_at, ratings)
+            continue
+        competency = goal_of.get(activity_id)
+        if competency is None:
+            continue
+        if done:
+            goals_set[username] = goals_set.get(username, 0) + 1
+        if not str(value.get("goal") or "").strip():
+            continue
+        key = (username, competency)
+        found = latest.get(key)
+        if found is None or found[0] < updated_at:
+            latest[key] = (updated_at, value)
+    return (
+        {key: score for key, (_, score) in scored.items()},
+        {key: ratings for key, (_, ratings) in rated.items()},
+        {key: value for key, (_, value) in latest.items()},
+        goals_set,
+    )
+
+
+def _feed(store: Store, catalog: Catalog, *kinds: str) -> tuple[dict, dict, dict, dict]:
+    """:func:`_feed_from` over one bulk read of the activities of these kinds (self-assessments, goals).
+
+    Plain tuples, streamed (``Store.latest_values``), never an object per row:
+    at 100,000 learners some 700,000 of them."""
+    ids = [a.id for a in catalog.all_activities() if a.kind in kinds]
+    return _feed_from(catalog, store.latest_values(ids))
+
+
 def _scores(store: Store, catalog: Catalog) -> dict[tuple[str, str, str], float]:
     """(username, competency, stage) -> the latest complete self-assessment score."""
-    activities = {a.id: a for a in catalog.all_activities() if a.kind == "SelfAssessment"}
-    found: dict[tuple[str, str, str], tuple[datetime, float]] = {}
-    for response in store.latest_responses(list(activities)):
-        value = response.value if isinstance(response.value, dict) else {}
-        if not response.done or not isinstance(value.get("score"), (int, float)):
-            continue
-        activity = activities[response.activity_id]
-        key = (response.username, activity.competency, activity.args.get("stage", "start"))
-        if key not in found or found[key][0] < response.updated_at:
-            found[key] = (response.updated_at, round(float(value["score"]), 2))
-    return {key: score for key, (_, score) in found.items()}
+    return _feed(store, catalog, "SelfAssessment")[0]
 
 
 def _ratings(store: Store, catalog: Catalog) -> dict[tuple[str, str, str], list]:
@@ -158,93 +210,137 @@ def _ratings(store: Store, catalog: Catalog) -> dict[tuple[str, str, str], list]
 
     From the latest response that rated anything, complete or not: a statement
     rated is a rating given, even while the score waits for the others."""
-    activities = {a.id: a for a in catalog.all_activities() if a.kind == "SelfAssessment"}
-    found: dict[tuple[str, str, str], tuple[datetime, list]] = {}
-    for response in store.latest_responses(list(activities)):
-        value = response.value if isinstance(response.value, dict) else {}
-        raw = value.get("ratings") if isinstance(value.get("ratings"), list) else []
-        ratings = [r if isinstance(r, int) and not isinstance(r, bool) and 1 <= r <= 4 else None for r in raw]
-        if not any(r is not None for r in ratings):
-            continue
-        activity = activities[response.activity_id]
-        key = (response.username, activity.competency, activity.args.get("stage", "start"))
-        if key not in found or found[key][0] < response.updated_at:
-            found[key] = (response.updated_at, ratings)
-    return {key: ratings for key, (_, ratings) in found.items()}
+    return _feed(store, catalog, "SelfAssessment")[1]
 
 
 def _goals(store: Store, catalog: Catalog) -> tuple[dict[tuple[str, str], dict], dict[str, int]]:
     """(username, competency) -> the latest goal written for it; username -> goals set."""
-    activities = {a.id: a for a in catalog.all_activities() if a.kind == "Goal"}
-    latest: dict[tuple[str, str], tuple[datetime, dict]] = {}
-    goals_set: dict[str, int] = {}
-    for response in store.latest_responses(list(activities)):
-        value = response.value if isinstance(response.value, dict) else {}
-        if response.done:
-            goals_set[response.username] = goals_set.get(response.username, 0) + 1
-        if not str(value.get("goal") or "").strip():
+    _, _, goals, goals_set = _feed(store, catalog, "Goal")
+    return goals, goals_set
+
+
+def _progress(store: Store, catalog: Catalog) -> tuple[dict[str, list], list]:
+    """Everyone's ``(status, completed_at)`` in every session (course order), by username; and a not-started learner's.
+
+    From the same grouped read and under the same rules as
+    :func:`companion.dashboard.everyone_progress`, without an object per learner and
+    session: each status comes from one :class:`SessionProgress` per kind of state."""
+    rules = session_rules(catalog)
+    sessions = catalog.settings.sessions
+    summaries = store.session_summaries(
+        [a for rule in rules for a in rule.required], [rule.finishing for rule in rules if rule.finishing]
+    )
+    index = {s.id: i for i, s in enumerate(sessions)}
+    statuses: dict[tuple[int, int, bool], str] = {}
+
+    def status(i: int, done: int, completed: datetime | None) -> str:
+        kind = (i, done, completed is None)
+        if kind not in statuses:
+            s, rule = sessions[i], rules[i]
+            statuses[kind] = SessionProgress(s.id, s.number, s.title, len(rule.required), done, completed).status
+        return statuses[kind]
+
+    empty = [(status(i, 0, None), None) for i in range(len(sessions))]
+    saved: dict[str, list] = {}
+    for username, session_id, done, completed in summaries:
+        i = index.get(session_id)
+        if i is None:  # a session no longer in the course
             continue
-        key = (response.username, activities[response.activity_id].competency)
-        if key not in latest or latest[key][0] < response.updated_at:
-            latest[key] = (response.updated_at, value)
-    return {key: value for key, (_, value) in latest.items()}, goals_set
+        states = saved.get(username)
+        if states is None:
+            states = saved[username] = list(empty)
+        states[i] = (status(i, done, completed), completed)
+    return saved, empty
 
 
-def evaluation_rows(store: Store, catalog: Catalog) -> Iterator[dict[str, Any]]:
-    """One dict per supervisor (by username), keyed by :func:`evaluation_columns`, not yet neutralised."""
+def _evaluation_values(store: Store, catalog: Catalog) -> Iterator[list]:
+    """One list per supervisor (by username), in the order of :func:`evaluation_columns`, not yet neutralised."""
     from .coaching_exports import CoachingRecord
 
     settings = catalog.settings
     with_goals = settings.coaching.goals_in_evaluation_record
     learners = store.learners()
-    progress = everyone_progress(store, catalog, learners)
-    scores = _scores(store, catalog)
-    ratings = _ratings(store, catalog)
-    goals, goals_set = _goals(store, catalog)
+    progress, not_started = _progress(store, catalog)
+    scores, ratings, goals, goals_set = _feed(store, catalog, "SelfAssessment", "Goal")
     coaching = CoachingRecord.read(store, [learner.username for learner in learners])
     last_active = store.last_active()
+    competencies = [(c.id, len(c.indicators)) for c in settings.competencies]
+    no_ratings: list = []
+    no_goal = ("", "", "", "", "") if with_goals else ("", "")
     for learner in learners:
-        row: dict[str, Any] = {column: getattr(learner, column) for column in IDENTITY_COLUMNS}
-        sessions = progress[learner.username]
-        for state in sessions:
-            row[f"{state.session_id}_status"] = state.status
-            row[f"{state.session_id}_completed_on"] = _day(state.completed_at)
-        completed = [s for s in sessions if s.status == COMPLETE]
+        username = learner.username
+        row: list = [username, learner.name, learner.email, learner.cohort, learner.department]
+        sessions = progress.get(username, not_started)
+        completed = []
+        for status, completed_at in sessions:
+            row += (status, _day(completed_at))
+            if status == COMPLETE:
+                completed.append(completed_at)
         series = len(completed) == len(sessions) and bool(sessions)
-        row["sessions_completed"] = len(completed)
-        row["series_completed"] = "yes" if series else "no"
-        row["series_completed_on"] = _day(max(s.completed_at for s in completed)) if series else ""
-        for competency in settings.competencies:
-            key = _key(competency.id)
-            start = scores.get((learner.username, competency.id, "start"))
-            end = scores.get((learner.username, competency.id, "end"))
-            row[f"{key}_start"] = "" if start is None else start
-            row[f"{key}_end"] = "" if end is None else end
-            row[f"{key}_change"] = "" if start is None or end is None else round(end - start, 2)
-        for competency in settings.competencies:
-            key = _key(competency.id)
-            for stage in ("start", "end"):
-                given = ratings.get((learner.username, competency.id, stage), [])
-                for n in range(1, len(competency.indicators) + 1):
-                    rating = given[n - 1] if n <= len(given) else None
-                    row[f"rating_{key}_{n}_{stage}"] = "" if rating is None else rating
-        row["goals_set"] = goals_set.get(learner.username, 0)
-        for competency in settings.competencies:
-            key = _key(competency.id)
-            goal = goals.get((learner.username, competency.id), {})
-            if with_goals:
-                row[f"goal_{key}"] = str(goal.get("goal") or "")
-                row[f"goal_{key}_measure"] = str(goal.get("measure") or "")
-                row[f"goal_{key}_progress"] = str(goal.get("progress") or "")
-            row[f"goal_{key}_target"] = str(goal.get("target") or "")
-            row[f"goal_{key}_status"] = str(goal.get("status") or "") if goal else ""
-        row["check_ins"] = coaching.check_in_count(learner.username)
-        row["last_check_in"] = _day(coaching.last_check_in(learner.username))
-        row["feedback_received"] = coaching.received(learner.username)
-        row["median_hours_to_feedback"] = coaching.median_hours(learner.username)
-        active = last_active.get(learner.username)
-        row["last_active"] = active.astimezone(timezone.utc).isoformat(timespec="seconds") if active else ""
+        row += (len(completed), "yes" if series else "no", _day(max(completed)) if series else "")
+        for competency, _ in competencies:
+            start = scores.get((username, competency, "start"))
+            end = scores.get((username, competency, "end"))
+            row += (
+                "" if start is None else start,
+                "" if end is None else end,
+                "" if start is None or end is None else round(end - start, 2),
+            )
+        for competency, count in competencies:
+            given_start = ratings.get((username, competency, "start"), no_ratings)
+            given_end = ratings.get((username, competency, "end"), no_ratings)
+            for n in range(count):
+                rating = given_start[n] if n < len(given_start) else None
+                row.append("" if rating is None else rating)
+                rating = given_end[n] if n < len(given_end) else None
+                row.append("" if rating is None else rating)
+        row.append(goals_set.get(username, 0))
+        for competency, _ in competencies:
+            goal = goals.get((username, competency))  # a goal kept here has words, so is never empty
+            if goal is None:
+                row += no_goal
+            elif with_goals:
+                row += (
+                    str(goal.get("goal") or ""), str(goal.get("measure") or ""), str(goal.get("target") or ""),
+                    str(goal.get("status") or ""), str(goal.get("progress") or ""),
+                )
+            else:
+                row += (str(goal.get("target") or ""), str(goal.get("status") or ""))
+        if username in coaching.check_ins or username in coaching.feedback:
+            row += (
+                coaching.check_in_count(username), _day(coaching.last_check_in(username)),
+                coaching.received(username), coaching.median_hours(username),
+            )
+        else:  # what the record's methods give for someone with no check-in and no feedback
+            row += (0, "", 0, "")
+        active = last_active.get(username)
+        row.append(active.astimezone(timezone.utc).isoformat(timespec="seconds") if active else "")
         yield row
+
+
+@contextmanager
+def _bulk() -> Iterator[None]:
+    """No cyclic garbage collection while an export holds everyone's rows.
+
+    The export builds about a million small dicts, lists and tuples and keeps
+    most of them to the end; none of them refers back to itself, so reference
+    counting frees them all, and a collection would only walk the whole heap
+    again and again (at 100,000 learners, as long as the reads themselves)."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def evaluation_rows(store: Store, catalog: Catalog) -> Iterator[dict[str, Any]]:
+    """One dict per supervisor (by username), keyed by :func:`evaluation_columns`, not yet neutralised."""
+    columns = evaluation_columns(catalog)
+    with _bulk():
+        for values in _evaluation_values(store, catalog):
+            yield dict(zip(columns, values))
 
 
 def _write_atomically(path: Path | str, write) -> None:
@@ -269,17 +365,23 @@ def _write_atomically(path: Path | str, write) -> None:
 def write_evaluation(store: Store, catalog: Catalog, path: Path | str) -> int:
     """Write the evaluation CSV (formula cells neutralised); returns the number of supervisors."""
     columns = evaluation_columns(catalog)
+    # The cells that may hold text a person wrote (the roster's, a goal's); every other
+    # cell is a number, a date, empty or one of the export's own words, never a formula.
+    text = [i for i, column in enumerate(columns) if column in IDENTITY_COLUMNS or column.startswith("goal_")]
     count = 0
 
     def write(out) -> None:
         nonlocal count
-        writer = csv.DictWriter(out, fieldnames=columns)
-        writer.writeheader()
-        for row in evaluation_rows(store, catalog):
-            writer.writerow({key: neutralise(value) for key, value in row.items()})
+        writer = csv.writer(out)
+        writer.writerow(columns)
+        for row in _evaluation_values(store, catalog):
+            for i in text:
+                row[i] = neutralise(row[i])
+            writer.writerow(row)
             count += 1
 
-    _write_atomically(path, write)
+    with _bulk():
+        _write_atomically(path, write)
     return count
 
 
