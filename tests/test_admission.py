@@ -50,18 +50,34 @@ def get(url: str) -> tuple[int, str]:
         return error.code, error.read().decode("utf-8", "replace")
 
 
+def running(server: Server) -> list[psutil.Process]:
+    """The server and its living descendants (an exited kernel not yet reaped is not one of them)."""
+    root = psutil.Process(server.process.pid)
+    return [p for p in [root, *root.children(recursive=True)] if _alive(p)]
+
+
+def _alive(process: psutil.Process) -> bool:
+    try:
+        return process.status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
+
+
+def _measure(process: psutil.Process, read, default):
+    try:
+        return read(process)
+    except psutil.Error:  # it exited meanwhile
+        return default
+
+
 def kernels(server: Server) -> int:
-    """The server's kernels: its child processes running ipykernel."""
-    return sum(
-        1 for child in psutil.Process(server.process.pid).children(recursive=True)
-        if "ipykernel" in " ".join(child.cmdline())
-    )
+    """The server's kernels: its living descendants running ipykernel."""
+    return sum(1 for p in running(server) if "ipykernel" in " ".join(_measure(p, psutil.Process.cmdline, [])))
 
 
 def resident(server: Server) -> int:
     """Bytes resident in the server and all its kernels."""
-    root = psutil.Process(server.process.pid)
-    return sum(p.memory_info().rss for p in [root, *root.children(recursive=True)])
+    return sum(_measure(p, lambda q: q.memory_info().rss, 0) for p in running(server))
 
 
 def settled_pool(server: Server) -> int:
