@@ -28,10 +28,10 @@ import shlex
 import sqlite3
 import tempfile
 import time
-from contextlib import closing
+from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 from sqlalchemy.engine import URL, make_url
 
@@ -76,10 +76,7 @@ def backup_store(url: str, target: str | Path, force: bool = False, progress: Ca
         raise BackupError(f"The folder {target.parent} does not exist; create it or choose another place for the backup. Nothing was written.")
     if target.exists() and not force:
         raise BackupError(f"{target} already exists; choose another file name, or add --force to replace it. Nothing was written.")
-    handle, temporary = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent)
-    os.close(handle)
-    temporary = Path(temporary)
-    try:
+    with _beside(target, ".partial") as temporary:
         try:
             with closing(_connect(source, read_only=True)) as store, closing(sqlite3.connect(temporary, isolation_level=None)) as copy:
                 # One read transaction around every step: each step sees the same snapshot, and writers go on (WAL).
@@ -108,8 +105,6 @@ def backup_store(url: str, target: str | Path, force: bool = False, progress: Ca
                 os.link(temporary, target)  # never replaces a file that appeared meanwhile
             except FileExistsError:
                 raise BackupError(f"{target} appeared while the backup was being taken; choose another file name, or add --force to replace it. Nothing was written.")
-    finally:
-        temporary.unlink(missing_ok=True)
     return Copied(target, copied.revision, copied.learners, copied.responses, copied.events, target.stat().st_size)
 
 
@@ -132,10 +127,7 @@ def restore_store(url: str, backup_file: str | Path, force: bool = False) -> Cop
             )
     target.parent.mkdir(parents=True, exist_ok=True)
     set_aside = _set_aside_if_damaged(target) if force else None
-    handle, prepared = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".restoring", dir=target.parent)
-    os.close(handle)
-    prepared = Path(prepared)
-    try:
+    with _beside(target, ".restoring") as prepared:
         try:
             with closing(_connect(backup_file, read_only=True)) as source, closing(sqlite3.connect(prepared, isolation_level=None)) as copy:
                 source.backup(copy)
@@ -149,11 +141,20 @@ def restore_store(url: str, backup_file: str | Path, force: bool = False) -> Cop
                 restored = _describe(store, target)
         except sqlite3.Error as error:
             raise BackupError(f"Could not restore {backup_file} into the store at {target} ({error}); stop 'companion serve' and try again. Nothing was changed.") from error
-    finally:
-        for leftover in (prepared, *(Path(f"{prepared}{end}") for end in (".lock", "-journal", "-wal", "-shm"))):
-            leftover.unlink(missing_ok=True)
     return Copied(target, restored.revision, restored.learners, restored.responses, restored.events, target.stat().st_size,
                   upgraded_from=revision if revision != restored.revision else None, set_aside=set_aside)
+
+
+@contextmanager
+def _beside(target: Path, suffix: str) -> Iterator[Path]:
+    """A temporary SQLite file in ``target``'s folder (so it can be renamed into place), removed afterwards with its side files."""
+    handle, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=suffix, dir=target.parent)
+    os.close(handle)
+    try:
+        yield Path(name)
+    finally:
+        for leftover in (name, *(f"{name}{end}" for end in (".lock", "-journal", "-wal", "-shm"))):
+            Path(leftover).unlink(missing_ok=True)
 
 
 def _set_aside_if_damaged(target: Path) -> Path | None:
