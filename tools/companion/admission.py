@@ -29,6 +29,7 @@ from typing import Callable, Protocol
 
 from . import identity, paths
 from .errors import LinkError
+from .identity import HUB_SERVICE
 from .settings import Settings, load_settings
 
 WINDOW_SECONDS = 60.0
@@ -98,7 +99,13 @@ class Admission:
                 "Wait a minute, then open the page again; nothing you wrote is lost.",
                 retry_after=int(WINDOW_SECONDS),
             )
-        if self.mode != "link":
+        if self.mode == HUB_SERVICE and notebook != paths.DASHBOARD_NOTEBOOK:
+            return Refused(
+                404,
+                "Sessions open in your own server on the hub",
+                "The companion service shows only the facilitator dashboard. Open your sessions from their links in Canvas.",
+            )
+        if self.mode not in ("link", HUB_SERVICE):
             return Admitted(None)
         try:
             username = self.who(notebook, query)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import os
 import sys
 
 from .errors import CourseError
@@ -46,6 +47,18 @@ def cmd_serve(args) -> int:
     server.prepare(settings, progress=lambda s: print(f"  released session {s.number}", flush=True))
     print(f"Learner server: http://{args.host}:{args.port}/  (identity: {args.mode}; press Ctrl+C to stop)", flush=True)
     server.serve(settings, port=args.port, mode=args.mode, host=args.host)
+    return 0
+
+
+def cmd_hub_service(args) -> int:
+    from . import server
+    from .hub import service
+
+    service.check_environment()
+    settings = load_settings()
+    server.prepare(settings, progress=lambda s: print(f"  released session {s.number}", flush=True))
+    print(f"Companion hub service at {os.environ.get('JUPYTERHUB_SERVICE_URL', '?')} (the hub starts and stops it)", flush=True)
+    service.run(settings)
     return 0
 
 
@@ -120,6 +133,12 @@ def cmd_dashboard(args) -> int:
     from .dashboard import facilitator_link
 
     settings = load_settings()
+    if args.hub:
+        print(f"Under JupyterHub the dashboard is the companion service's; facilitators (the hub group {settings.facilitator_group}) sign in to the hub and open:")
+        print(f"{args.hub.rstrip('/')}/services/companion/dashboard")
+        return 0
+    if not args.name:
+        raise CourseError("Say whose link to print: companion dashboard --name NAME (or --hub URL under JupyterHub).")
     days = args.days or settings.server.link_days
     link = facilitator_link(settings, args.base_url, args.name, days)
     print(f"{args.name}'s link to the facilitator dashboard, valid for {days:g} days. Keep it private: it opens every shared reflection.")
@@ -263,6 +282,9 @@ def parser() -> argparse.ArgumentParser:
     serve.add_argument("--mode", choices=["local", "link"], default="local", help="local: the learner is this login (default); link: each learner opens a personal signed link")
     serve.set_defaults(run=cmd_serve)
 
+    hub_service = commands.add_parser("hub-service", help="run as the companion JupyterHub service that alone holds the store (JupyterHub starts it)")
+    hub_service.set_defaults(run=cmd_hub_service)
+
     links = commands.add_parser("links", help="write every learner's personal signed link, from a roster CSV")
     links.add_argument("--roster", required=True, help="roster CSV: username,name,email,cohort,department")
     links.add_argument("--base-url", required=True, help="the server's public address, e.g. https://companion.example.org")
@@ -287,7 +309,8 @@ def parser() -> argparse.ArgumentParser:
     roster_import.set_defaults(run=cmd_roster_import)
 
     dashboard = commands.add_parser("dashboard", help="print a facilitator's personal link to the facilitator dashboard")
-    dashboard.add_argument("--name", required=True, help="the facilitator's username (on [server] facilitators in course.toml, when that list is set)")
+    dashboard.add_argument("--name", help="the facilitator's username (on [server] facilitators in course.toml, when that list is set)")
+    dashboard.add_argument("--hub", metavar="URL", help="under JupyterHub: print the dashboard's address on the hub at URL (no personal link: the hub's login decides)")
     dashboard.add_argument("--base-url", default="http://127.0.0.1:8866", help="the server's public address (default http://127.0.0.1:8866)")
     dashboard.add_argument("--days", type=float, help="days the link stays valid (default: link_days in course.toml)")
     dashboard.set_defaults(run=cmd_dashboard)

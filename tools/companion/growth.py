@@ -44,7 +44,8 @@ from .catalog import Activity, Catalog, load_catalog
 from .errors import CourseError, ExportError, StoreError
 from .exports import journal
 from .settings import load_settings
-from .store import CheckIn, Feedback, Store, open_store
+from .hub.client import page_store
+from .store import CheckIn, Feedback, Store
 
 NOT_RATED = "not rated yet"
 # A data: link longer than this (about 2 MB) is refused by browsers; the page then says what to do instead.
@@ -395,7 +396,7 @@ class Growth(widgets.VBox):
         settings = load_settings()
         header = widgets.HTML(f"<h1>My growth and goals</h1><p>{escape(settings.title)}</p>")
         try:
-            store = open_store(settings.db_url)
+            store = page_store(settings)
             catalog = load_catalog(settings)
             query = _query_string()
             who = identity.current(settings.home, query)

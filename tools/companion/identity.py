@@ -38,6 +38,8 @@ USERNAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$")
 LINK_PARAMETER = "learner"
 FACILITATOR_PARAMETER = "facilitator"
 
+HUB_SERVICE = "hub-service"  # the mode of the companion hub service (companion.hub.service): facilitators only
+
 
 @dataclass(frozen=True)
 class Identity:

@@ -29,7 +29,7 @@ from .errors import CourseError
 from .growth import new_feedback_summary
 from .progress import COMPLETE, NOT_STARTED, SessionProgress, learner_progress
 from .settings import Session, load_settings
-from .store import open_store
+from .hub.client import page_store
 
 
 def status_html(state: SessionProgress) -> str:
@@ -79,7 +79,7 @@ class Home(widgets.VBox):
         parts = [f"<h1>{escape(settings.title)}</h1>"]
         try:
             # What does not depend on the learner happens before a preheated kernel waits for its request.
-            store = open_store(settings.db_url)
+            store = page_store(settings)
             catalog = load_catalog(settings)
             query = _query_string()
             who = identity.current(settings.home, query)

@@ -28,10 +28,11 @@ from typing import Callable
 
 from tornado import web
 
-from . import paths
+from . import identity, paths
 from .admission import Admission, Refused
 from .caching import cached_handlers, static_version, versioned_page_config
 from .errors import SettingsError
+from .identity import HUB_SERVICE
 from .release import is_stale, release, site_dir
 from .settings import COURSE_FILE, Settings, load_settings
 from .store import open_store
@@ -215,6 +216,7 @@ class _OwnerRecorder:
 
 
 def _page_handler():
+    from jupyter_server.utils import url_path_join
     from voila.tornado.handler import TornadoVoilaHandler
 
     class CompanionPage(TornadoVoilaHandler):
@@ -261,6 +263,11 @@ def _page_handler():
                 asked = route.removeprefix("session").strip("/")
                 self._short_page(404, unknown_session_page(self.course, asked, self.request.query, self.base_url))
                 return
+            if self.admission.mode == HUB_SERVICE and notebook == paths.DASHBOARD_NOTEBOOK and not identity.token_from_query(
+                self.request.query, identity.FACILITATOR_PARAMETER
+            ):
+                self.redirect(url_path_join(self.base_url, "hub-login"))  # the hub's login first (companion.hub.service)
+                return
             answer = self.admission.check(notebook, self.request.query, self.address(), self.settings["kernel_manager"])
             if isinstance(answer, Refused):
                 if answer.retry_after:
@@ -293,7 +300,7 @@ def _paused_handler():
     return PausedKernel
 
 
-def _voila_class(settings: Settings | None = None):
+def _voila_class(settings: Settings | None = None, extra: Callable[[str], list] | None = None):
     from jupyter_server.utils import url_path_join
     from voila.app import Voila
 
@@ -323,6 +330,7 @@ def _voila_class(settings: Settings | None = None):
             tree = url_path_join(self.server_url, "/voila/tree")
             replaced = (self.server_url, render_path)
             kept = [h for h in handlers if h[0] not in replaced and not h[0].startswith(tree)]
+            ours += extra(self.server_url) if extra else []
             return ours + cached_handlers(kept, self.server_url, self.static_paths, self._static_version)
 
         def init_settings(self):
@@ -345,13 +353,20 @@ def prepare(settings: Settings, progress: Callable | None = None) -> None:
         release(settings, progress)
 
 
-def serve(settings: Settings, port: int = 8866, mode: str = "local", host: str = "127.0.0.1") -> None:
-    """Start the learner server and block until it is stopped."""
+def serve(
+    settings: Settings, port: int = 8866, mode: str = "local", host: str = "127.0.0.1", base_url: str = "/", extra: Callable[[str], list] | None = None
+) -> None:
+    """Start the learner server and block until it is stopped.
+
+    ``base_url`` and ``extra`` (more handlers, given the server's URL prefix) are for the hub service (:mod:`companion.hub.service`)."""
     from traitlets.config import Config
 
     config = voila_config(settings, port, host)
+    config["Voila"]["base_url"] = base_url
+    if mode == HUB_SERVICE:  # the service shows only the dashboard: no kernels kept waiting for the learners' pages
+        config["CompanionKernelManager"]["preheat_denylist"] = [page for page in page_routes(settings).values() if page != paths.DASHBOARD_NOTEBOOK]
     (settings.home / "voila.json").write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
     os.environ.update(kernel_environment(settings, mode))
     jupyter_path = [str(write_template(settings)), *filter(None, os.environ.get("JUPYTER_PATH", "").split(os.pathsep))]
     os.environ["JUPYTER_PATH"] = os.pathsep.join(jupyter_path)
-    _voila_class(settings).launch_instance(argv=[], config=Config(config))
+    _voila_class(settings, extra).launch_instance(argv=[], config=Config(config))

@@ -9,6 +9,9 @@ once. Where the data lives comes from the environment:
 - ``COMPANION_HOME``: the data home (default: ``<root>/reflections``)
 - ``COMPANION_DB_URL``: any SQLAlchemy database URL (default: SQLite in the
   data home)
+- ``COMPANION_SERVICE_URL``: under JupyterHub, the companion hub service that
+  learners' pages save through (:mod:`companion.hub`); they then never see the
+  database URL
 
 Example::
 
@@ -111,6 +114,10 @@ class Settings:
     server: ServerSettings
     email: EmailSettings = EmailSettings()
     coaching: CoachingSettings = CoachingSettings()
+    # Under JupyterHub: the companion hub service's address (COMPANION_SERVICE_URL), through which
+    # learners' pages reach the store, and the hub group whose members open the dashboard.
+    service_url: str = ""
+    facilitator_group: str = "companion-facilitators"
 
     def session(self, session_id: str) -> Session:
         for session in self.sessions:
@@ -232,6 +239,8 @@ def load_settings(root: Path | str | None = None) -> Settings:
         ),
         email=email,
         coaching=coaching,
+        service_url=os.environ.get("COMPANION_SERVICE_URL", ""),
+        facilitator_group=_typed(data.get("hub", {}), "facilitator_group", str, "companion-facilitators", "[hub]", path),
     )
 
 

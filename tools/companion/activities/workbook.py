@@ -16,7 +16,7 @@ from ..errors import CourseError, StoreError
 from ..identity import page_query as _query_string
 from ..progress import session_rule
 from ..settings import load_settings
-from ..store import open_store
+from ..hub.client import page_store
 from .page import PRIVACY_NOTE, signed_in_html
 
 
@@ -103,7 +103,7 @@ class Workbook(widgets.VBox):
         try:
             # Everything that does not depend on the learner happens before a preheated
             # kernel waits for its request, so the page opens with that work already done.
-            store = open_store(self.settings.db_url)
+            store = page_store(self.settings)
             self.rule = session_rule(load_catalog(self.settings), session_id)
             self.query = _query_string()
             who = identity.current(self.settings.home, self.query)

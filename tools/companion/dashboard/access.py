@@ -2,8 +2,11 @@
 
 By the mode the server runs in:
 
-- **JupyterHub**: ``JUPYTERHUB_USER`` must be on ``[server] facilitators`` in
-  ``course/course.toml``.
+- **JupyterHub**: the dashboard is the companion hub service's
+  (:mod:`companion.hub.service`): the hub's login, then a facilitator key the
+  service signs, and the person must be in the hub group
+  ``companion-facilitators`` (``[hub] facilitator_group``) at every action. A
+  learner's own server (``JUPYTERHUB_USER``) never shows it.
 - **link** (and local): ``?facilitator=<key>``, a key signed with the server's
   secret for the purpose "facilitator" (``companion dashboard --name NAME``
   prints the link), so a learner's personal link never opens it. When the list
@@ -21,6 +24,7 @@ from urllib.parse import quote
 
 from .. import identity
 from ..errors import LinkError
+from ..identity import HUB_SERVICE
 from ..settings import Settings
 
 DASHBOARD_PAGE = "dashboard"
@@ -30,13 +34,11 @@ def facilitator(settings: Settings, query: str | None, environ: Mapping[str, str
     """The facilitator opening the dashboard; :class:`LinkError` says why this person may not."""
     allowed = settings.server.facilitators
     listed = "[server] facilitators in course/course.toml"
-    hub_user = environ.get("JUPYTERHUB_USER")
-    if hub_user:
-        if hub_user in allowed:
-            return hub_user
+    mode = environ.get("COMPANION_IDENTITY", "local")
+    if environ.get("JUPYTERHUB_USER") and mode != HUB_SERVICE:
         raise LinkError(
-            f"The facilitator dashboard is only for facilitators, and {hub_user} is not on the list of "
-            f"facilitators ({listed}). Ask the course administrator to add you. Nothing is shown."
+            "Under JupyterHub the facilitator dashboard is served by the companion service, not from your own server: "
+            "open /services/companion/dashboard on the hub. Nothing is shown."
         )
     token = identity.token_from_query(query, identity.FACILITATOR_PARAMETER)
     if token:
@@ -49,7 +51,13 @@ def facilitator(settings: Settings, query: str | None, environ: Mapping[str, str
                 "This is not a valid facilitator link: it may have been copied incompletely, or it is a learner's "
                 "link. Ask the course administrator for yours ('companion dashboard --name YOUR-NAME'). Nothing is shown."
             )
-        if allowed and name not in allowed:
+        if mode == HUB_SERVICE:
+            from ..hub.groups import members
+
+            group = settings.facilitator_group
+            if name not in members(group, environ if "JUPYTERHUB_API_URL" in environ else os.environ):
+                raise LinkError(f"{name} is not in the hub group {group}, so the dashboard is not shown. Ask the hub administrator to add you.")
+        elif allowed and name not in allowed:
             raise LinkError(f"{name} is no longer on the list of facilitators ({listed}), so this link does not open the dashboard. Nothing is shown.")
         return name
     if environ.get("COMPANION_IDENTITY", "local") == "local":
