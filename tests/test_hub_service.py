@@ -218,3 +218,65 @@ def hub_events(hub) -> int:
 
     home = Path(hub.log.name).parent / "course" / "reflections"
     return open_store(f"sqlite:///{home / 'companion.db'}").count_events()
+
+
+def hub_login(page, hub, user: str, then: str) -> None:
+    """Sign in on the hub's own login page as ``user`` (any password: the test hub's dummy authenticator), then go to ``then``."""
+    page.goto(then, timeout=120_000)
+    page.wait_for_selector("#username_input", timeout=60_000)
+    page.fill("#username_input", user)
+    page.fill("#password_input", "any")
+    page.click("#login_submit")
+
+
+def test_the_facilitator_group_opens_the_dashboard_through_the_hub_login_and_no_one_else(hub, chromium):
+    from companion.hub.client import RemoteStore
+
+    alice, bob = RemoteStore(hub.service, hub.token("alice")), RemoteStore(hub.service, hub.token("bob"))
+    alice.save("alice", "s1", "s1-private", "responded", {"text": "alice keeps this to herself"}, done=True, shared=False)
+    bob.save("bob", "s1", "s1-why", "responded", {"text": "bob shares this with lee"}, done=True, shared=True)
+    dashboard = f"{hub.url}/services/companion/dashboard"
+
+    context = chromium.new_context(viewport={"width": 1100, "height": 900})
+    page = context.new_page()
+    page.set_default_timeout(120_000)
+    hub_login(page, hub, "lee", dashboard)
+    page.wait_for_selector(".companion-dashboard", timeout=180_000)
+    assert "Signed in as facilitator lee" in page.inner_text("body")
+    assert "/services/companion/dashboard?facilitator=" in page.url
+    page.get_by_label("Learner username").fill("bob")
+    page.get_by_role("button", name="Show record").click()
+    page.locator(".companion-shared-reflection").wait_for()
+    assert page.locator(".companion-reflection-text").inner_text() == "bob shares this with lee"
+    page.get_by_label("Learner username").fill("alice")
+    page.get_by_role("button", name="Show record").click()
+    page.get_by_text("private: not shared").first.wait_for()
+    assert "alice keeps this to herself" not in page.inner_text("body")
+    context.close()
+
+    # A learner signed in to the same hub is told the dashboard is for facilitators, and sees none of it.
+    context = chromium.new_context(viewport={"width": 1100, "height": 900})
+    page = context.new_page()
+    page.set_default_timeout(120_000)
+    hub_login(page, hub, "alice", dashboard)
+    page.get_by_role("heading", name="This dashboard is for facilitators").wait_for()
+    body = page.inner_text("body")
+    assert "alice is not in the hub group companion-facilitators" in body
+    assert "bob shares this" not in body and page.locator(".companion-dashboard").count() == 0
+    context.close()
+
+
+def test_leaving_the_facilitator_group_closes_the_dashboard_at_the_next_action(hub, chromium):
+    hub.api("POST", "/groups/companion-facilitators/users", {"users": ["bob"]})
+    context = chromium.new_context(viewport={"width": 1100, "height": 900})
+    page = context.new_page()
+    page.set_default_timeout(120_000)
+    hub_login(page, hub, "bob", f"{hub.url}/services/companion/dashboard")
+    page.wait_for_selector(".companion-dashboard", timeout=180_000)
+    assert "Signed in as facilitator bob" in page.inner_text("body")
+
+    hub.api("DELETE", "/groups/companion-facilitators/users", {"users": ["bob"]})
+    page.get_by_label("Learner username").fill("alice")
+    page.get_by_role("button", name="Show record").click()
+    page.get_by_text("bob is not in the hub group companion-facilitators").wait_for()
+    context.close()

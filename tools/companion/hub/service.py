@@ -47,7 +47,8 @@ class HubService:
         self.store = open_store(settings.db_url)
         self.catalog = load_catalog(settings)
         self._rules: dict = {}
-        self.hub_auth = HubOAuth(api_token=os.environ["JUPYTERHUB_API_TOKEN"], cache_max_age=60)
+        # The one instance JupyterHub's own handlers use too (its OAuth callback finds the login's state in it).
+        self.hub_auth = HubOAuth.instance(api_token=os.environ["JUPYTERHUB_API_TOKEN"], cache_max_age=60)
 
     def rule(self, session_id: str):
         """The completion rule of ``session_id``, from the service's own copy of the course."""
