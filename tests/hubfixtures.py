@@ -34,12 +34,10 @@ import stat
 import subprocess
 import sys
 import tempfile
-import textwrap
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
@@ -132,18 +130,22 @@ def readable_by_everyone(folder: Path) -> None:
 
 
 def released_course(folder: Path) -> tuple[Path, Path]:
-    """The fixture course in ``folder/course``, released by ``companion release``; returns (course root, site folder)."""
+    """The fixture course in ``folder/course`` (root's alone: the sources hold the facilitator notes), and the
+    learners' copy that ``companion release --to`` publishes in ``folder/learners``, readable by everyone.
+
+    Returns (course root, learners' copy)."""
     root = make_course(folder / "course")
+    learners = folder / "learners"
     env = {k: v for k, v in os.environ.items() if not k.startswith(("COMPANION_", "JUPYTERHUB_"))}
     env.update(COMPANION_COURSE_DIR=str(root), COMPANION_HOME=str(root / "reflections"))
-    done = subprocess.run([str(BIN / "companion"), "release"], env=env, capture_output=True, text=True, timeout=300)
+    done = subprocess.run([str(BIN / "companion"), "release", "--to", str(learners)], env=env, capture_output=True, text=True, timeout=300)
     if done.returncode != 0:
         raise RuntimeError(f"companion release failed:\n{done.stdout}\n{done.stderr}")
-    site = root / "reflections" / "site"
-    if not (site / FIRST_SESSION_PAGE).exists():
-        raise RuntimeError(f"companion release did not write {site / FIRST_SESSION_PAGE}:\n{done.stdout}")
-    readable_by_everyone(folder)  # the course and its released pages hold nothing private
-    return root, site
+    if not (learners / FIRST_SESSION_PAGE).exists():
+        raise RuntimeError(f"companion release --to did not write {learners / FIRST_SESSION_PAGE}:\n{done.stdout}")
+    readable_by_everyone(learners)  # the published pages hold nothing private
+    root.chmod(0o700)
+    return root, learners
 
 
 # PostgreSQL ---------------------------------------------------------------------
@@ -244,6 +246,8 @@ c.Authenticator.allowed_users = {users!r}
 
 c.JupyterHub.spawner_class = "jupyterhub.spawner.LocalProcessSpawner"
 c.Spawner.cmd = [{singleuser!r}]
+# The package is installed editable here, which installs no Jupyter configuration: name its extension (the pages' look).
+c.Spawner.args = ["--ServerApp.jpserver_extensions=companion.jupyter_extension=True"]
 c.Spawner.notebook_dir = {site!r}
 c.Spawner.start_timeout = 120
 c.Spawner.http_timeout = 120
@@ -272,15 +276,6 @@ c.JupyterHub.services = {services!r}
 '''
 
 
-@dataclass
-class Person:
-    name: str
-    uid: int = field(init=False)
-
-    def __post_init__(self):
-        self.uid = pwd.getpwnam(self.name).pw_uid
-
-
 class HubDeployment:
     """JupyterHub, its proxy, the companion service and PostgreSQL, started in that order; :meth:`stop` ends them all."""
 
@@ -305,7 +300,7 @@ class HubDeployment:
         self.log_path = self.work / "jupyterhub.log"
         try:
             self.made_users = ensure_users([*self.learners, *self.facilitators])
-            self.people = {name: Person(name) for name in (*self.learners, *self.facilitators)}
+            self.uids = {name: pwd.getpwnam(name).pw_uid for name in (*self.learners, *self.facilitators)}
             self.course, self.site = released_course(self.shared)
             if with_service:
                 self.postgres = Postgres()
@@ -359,7 +354,7 @@ class HubDeployment:
             site=str(self.site),
             service=SERVICE,
             service_url=self.service_url,
-            course=str(self.course),
+            course=str(self.site),  # the learners' copy: the sources stay root's
             facilitators=FACILITATORS,
             facilitator_users=list(self.facilitators),
             roles=roles,
@@ -503,7 +498,7 @@ class HubDeployment:
         """The psutil.Process of ``name``'s single-user server (the hub's child running as that user)."""
         for process in self._everything_started():
             try:
-                if process.uids().real == self.people[name].uid and "jupyterhub-singleuser" in " ".join(process.cmdline()):
+                if process.uids().real == self.uids[name] and "jupyterhub-singleuser" in " ".join(process.cmdline()):
                     return process
             except Exception:
                 continue
@@ -523,28 +518,14 @@ class HubDeployment:
 # Signing in -----------------------------------------------------------------------
 
 
-def sign_in(page, hub: HubDeployment, name: str, next_path: str = "") -> None:
-    """Sign in as ``name`` on the hub's own login page, as a person does; ends where the hub sends them next."""
-    login = f"{hub.url}/hub/login" + (f"?next={urllib.parse.quote(next_path)}" if next_path else "")
-    page.goto(login)
+def fill_login(page, hub: HubDeployment, name: str) -> None:
+    """On the hub's login page shown in ``page``: ``name``, the shared test password, "Sign in"."""
     page.locator("#username_input").fill(name)
     page.locator("#password_input").fill(hub.password)
     page.locator("#login_submit").click()
-    page.wait_for_load_state()
 
 
-def requests_session(hub: HubDeployment, name: str):
-    """A ``requests`` session signed in to the hub as ``name`` (the login form's POST, with its _xsrf cookie)."""
-    import requests
-
-    session = requests.Session()
-    session.get(f"{hub.url}/hub/login", timeout=30).raise_for_status()
-    answer = session.post(
-        f"{hub.url}/hub/login",
-        data={"username": name, "password": hub.password, "_xsrf": session.cookies.get("_xsrf", "")},
-        timeout=30,
-        allow_redirects=False,
-    )
-    if answer.status_code not in (302, 303):
-        raise AssertionError(f"the hub did not sign {name} in: {answer.status_code} {answer.text[:500]}")
-    return session
+def sign_in(page, hub: HubDeployment, name: str, next_path: str = "") -> None:
+    """Sign in as ``name`` on the hub's own login page, as a person does; the hub then sends them to ``next_path``."""
+    page.goto(f"{hub.url}/hub/login" + (f"?next={urllib.parse.quote(next_path)}" if next_path else ""))
+    fill_login(page, hub, name)

@@ -66,7 +66,7 @@ def test_hub_links_come_in_three_forms_for_every_session(course_settings):
         (s.id, form) for s in course_settings.sessions for form in ("hub", "nbgitpuller", "lti")
     ]
     for link in links:
-        notebook = link.session.notebook  # e.g. sessions/01-....ipynb, its path in the repository
+        notebook = link.session.page  # e.g. 01-....ipynb, at the top of the published learners' copy (companion release --to)
         parts = urlsplit(link.url)
         assert (parts.scheme, parts.netloc) == ("https", "hub.example.org")
         if link.form == "hub":
@@ -86,6 +86,19 @@ def test_hub_links_come_in_three_forms_for_every_session(course_settings):
             puller = next(l for l in links if l.session == link.session and l.form == "nbgitpuller")
             # Hub-relative (with the hub's base path), decoded once by the hub into the nbgitpuller link.
             assert query["custom_next"] == [puller.url.removeprefix("https://hub.example.org")]
+
+
+def test_with_nbgitpullers_parent_folder_the_links_open_the_pages_where_the_pull_puts_them(course_settings):
+    # NBGITPULLER_PARENTPATH=courses: the pull lands in ~/courses/<folder>, and nbgitpuller's targetpath stays the folder.
+    links = canvas.session_links(course_settings, HUB, hub=True, repo=REPO_URL, branch="release", parent="courses/")
+    hub, puller, lti = links[:3]
+    assert hub.url == f"{HUB}/hub/user-redirect/voila/render/courses/antiracist-leadership/{hub.session.page}"
+    query = parse_qs(urlsplit(puller.url).query)
+    assert query["targetpath"] == ["antiracist-leadership"]
+    assert query["urlpath"] == [f"voila/render/courses/antiracist-leadership/{hub.session.page}"]
+    assert "courses%252Fantiracist-leadership" in lti.url
+    with pytest.raises(CanvasError, match="not a folder nbgitpuller can pull into"):
+        canvas.session_links(course_settings, HUB, hub=True, repo=REPO_URL, parent="../etc")
 
 
 def test_a_hub_link_without_a_repository_says_to_pass_it(course_settings):
@@ -305,7 +318,7 @@ def test_canvas_links_prints_every_form(course, capsys):
     rows = capsys.readouterr().out.splitlines()[1:]
     assert [row.split(",")[3] for row in rows] == ["hub", "nbgitpuller", "lti"] * 2
     s2 = [row.split(",", 4)[4] for row in rows if row.startswith("s2,")]
-    assert s2[0] == f"{HUB}/hub/user-redirect/voila/render/antiracist-leadership/sessions/02-short.ipynb"
+    assert s2[0] == f"{HUB}/hub/user-redirect/voila/render/antiracist-leadership/02-short.ipynb"
     assert s2[1].startswith(f"{HUB}/hub/user-redirect/git-pull?repo=https%3A%2F%2Fgithub.com%2Fpsesd%2F")
     assert s2[2].startswith(f"{HUB}/hub/lti/launch?custom_next=%2Fjupyter%2Fhub%2Fuser-redirect%2Fgit-pull%3Frepo%3D")
 

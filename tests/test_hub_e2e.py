@@ -16,8 +16,9 @@ import urllib.request
 
 import pytest
 
+from companion.store import open_store
 from conftest import open_session, wait_until
-from hubfixtures import BIN, FIRST_SESSION_PAGE, HubDeployment, run_as, sign_in
+from hubfixtures import BIN, FIRST_SESSION_PAGE, HubDeployment, fill_login, run_as, sign_in
 
 pytestmark = [pytest.mark.browser, pytest.mark.postgres]
 
@@ -77,9 +78,7 @@ def texts_on(page) -> str:
 def open_session_through_the_hub(page, hub: HubDeployment, name: str) -> None:
     """As from the session's link in Canvas: the hub's login, then the hub starts their server and opens the page."""
     page.goto(hub.url + SESSION_LINK)
-    page.locator("#username_input").fill(name)
-    page.locator("#password_input").fill(hub.password)
-    page.locator("#login_submit").click()
+    fill_login(page, hub, name)
     page.wait_for_selector(".companion-workbook", timeout=240_000)
     assert page.url.startswith(hub.page_url(name)), f"{name} ended at {page.url}, not their own server's page"
 
@@ -99,8 +98,6 @@ def ask_the_service(hub: HubDeployment, method: str, token: str | None, **argume
 
 def test_under_jupyterhub_each_learner_sees_only_their_own_work_and_the_facilitator_only_what_was_shared(hub, browser_of):
     with hub.log_on_failure():
-        from companion.store import open_store
-
         store = open_store(hub.postgres.url)  # the service's database, as the test (root) reads it
 
         # alice opens session 1 from its link, signs in to the hub, and her own server shows the page.
@@ -130,6 +127,14 @@ def test_under_jupyterhub_each_learner_sees_only_their_own_work_and_the_facilita
             assert activity(page, WHY).get_by_label("Share with my facilitator").is_checked()
             assert not activity(page, KEEP).get_by_label("Share with my facilitator").is_checked()
             assert other not in texts_on(page), f"{name}'s page shows something of {other}'s"
+        # The pages wear the companion's look in a learner's own server (its template and page script), and
+        # "Back to all sessions" opens her home page there, with both sessions and where she is.
+        assert "companion-workbook" in alice.content() and alice.evaluate("() => !!document.querySelector('.companion-page')")
+        assert "jsdelivr" not in alice.content(), "the companion's template, not Voila's own (which loads fonts from a CDN)"
+        alice.get_by_role("link", name="Back to all sessions").first.click()
+        alice.wait_for_selector(".companion-home", timeout=180_000)
+        home = alice.inner_text(".companion-home")
+        assert "Signed in as alice" in home and "Session 1" in home and "Session 2" in home
         # Nor can one open the other's server.
         answer = alice.goto(hub.page_url("bob"))
         assert answer.status in (403, 404) and alice.locator(".companion-workbook").count() == 0

@@ -27,9 +27,12 @@ A session page has one address per way the course is served (a *form*):
     rather than ``next``). This form goes in a Canvas *External Tool* item,
     never in a plain web link.
 
-The JupyterHub forms open ``<notebook>`` (``sessions/...`` in course.toml) from
-the pulled repository, so pull a branch whose ``sessions/`` holds the released
-notebooks: the sources carry the facilitator notes.
+The JupyterHub forms open the session's page (its released file name) at the
+top of the pulled folder: the layout ``companion release --to FOLDER`` publishes
+(commit that folder to the branch nbgitpuller pulls). Never pull the sources:
+they carry the facilitator notes. When the single-user servers set
+``NBGITPULLER_PARENTPATH``, nbgitpuller pulls under that folder; pass it as
+``parent`` (``--parent-path``) so the links open the pages where they land.
 
 Canvas links carry no personal token, so they tell the page who the learner is
 only under JupyterHub (the hub login, or the LTI launch). On a standalone
@@ -148,22 +151,30 @@ def hub_url(base_url: str, path: str) -> str:
     return f"{check_base_url(base_url)}/hub/user-redirect/voila/render/{quote(path)}"
 
 
-def _git_pull_path(base_url: str, repo: str, branch: str, notebook: str) -> str:
+def _git_pull_path(base_url: str, repo: str, branch: str, notebook: str, parent: str = "") -> str:
     """The path (no host) of the nbgitpuller link: what JupyterHub redirects to after a login."""
     folder = repo_folder(repo)
     query = urlencode(
-        {"repo": repo, "branch": branch, "targetpath": folder, "urlpath": f"voila/render/{folder}/{notebook}"}
+        {"repo": repo, "branch": branch, "targetpath": folder, "urlpath": f"voila/render/{_under(parent, folder)}/{notebook}"}
     )
     return f"{urlsplit(check_base_url(base_url)).path}/hub/user-redirect/git-pull?{query}"
 
 
-def nbgitpuller_url(base_url: str, repo: str, branch: str, notebook: str) -> str:
+def nbgitpuller_url(base_url: str, repo: str, branch: str, notebook: str, parent: str = "") -> str:
     """Pull ``repo`` at ``branch`` into the learner's home, then open ``notebook`` (a path in the repo) in Voila."""
     parts = urlsplit(check_base_url(base_url))
-    return f"{parts.scheme}://{parts.netloc}{_git_pull_path(base_url, repo, branch, notebook)}"
+    return f"{parts.scheme}://{parts.netloc}{_git_pull_path(base_url, repo, branch, notebook, parent)}"
 
 
-def lti_url(base_url: str, repo: str, branch: str, notebook: str) -> str:
+def _under(parent: str, folder: str) -> str:
+    """``folder`` under nbgitpuller's parent folder (``NBGITPULLER_PARENTPATH``, relative to the learner's home)."""
+    parent = (parent or "").strip("/")
+    if parent and (parent.startswith(".") or ".." in parent.split("/") or not re.match(r"^[A-Za-z0-9._/-]+$", parent)):
+        raise CanvasError(f"'{parent}' is not a folder nbgitpuller can pull into; give NBGITPULLER_PARENTPATH as set in the hub, e.g. courses.")
+    return f"{parent}/{folder}" if parent else folder
+
+
+def lti_url(base_url: str, repo: str, branch: str, notebook: str, parent: str = "") -> str:
     """The nbgitpuller link behind JupyterHub's LTI launch, for a Canvas External Tool item.
 
     ``custom_next`` holds the hub-relative nbgitpuller path, URL-encoded once more:
@@ -176,10 +187,10 @@ def lti_url(base_url: str, repo: str, branch: str, notebook: str) -> str:
     '/hub/user-redirect/git-pull?repo=https%3A%2F%2Fgithub.com%2Fpsesd%2Fleadership&branch=main&targetpath=leadership&urlpath=voila%2Frender%2Fleadership%2Fs.ipynb'
     """
     launch = f"{check_base_url(base_url)}/hub/lti/launch"
-    return f"{launch}?{urlencode({'custom_next': _git_pull_path(base_url, repo, branch, notebook)})}"
+    return f"{launch}?{urlencode({'custom_next': _git_pull_path(base_url, repo, branch, notebook, parent)})}"
 
 
-def session_url(session: Session, base_url: str, form: str = "page", repo: str | None = None, branch: str = "main") -> str:
+def session_url(session: Session, base_url: str, form: str = "page", repo: str | None = None, branch: str = "main", parent: str = "") -> str:
     """The address of one session page in one of :data:`FORMS`."""
     if form == "page":
         return page_url(base_url, session)
@@ -192,18 +203,21 @@ def session_url(session: Session, base_url: str, form: str = "page", repo: str |
         )
     if not branch:
         raise CanvasError("The branch of the course repository is empty; pass --branch, e.g. main.")
+    # The published layout (companion release --to): every page at the top of the pulled folder.
     if form == "hub":
-        return hub_url(base_url, f"{repo_folder(repo)}/{session.notebook}")
+        return hub_url(base_url, f"{_under(parent, repo_folder(repo))}/{session.page}")
     if form == "nbgitpuller":
-        return nbgitpuller_url(base_url, repo, branch, session.notebook)
-    return lti_url(base_url, repo, branch, session.notebook)
+        return nbgitpuller_url(base_url, repo, branch, session.page, parent)
+    return lti_url(base_url, repo, branch, session.page, parent)
 
 
-def session_links(settings: Settings, base_url: str, hub: bool = False, repo: str | None = None, branch: str = "main") -> list[Link]:
+def session_links(
+    settings: Settings, base_url: str, hub: bool = False, repo: str | None = None, branch: str = "main", parent: str = ""
+) -> list[Link]:
     """Every session's links in course order: the ``page`` form, or with ``hub`` the three JupyterHub forms."""
     forms = ("hub", "nbgitpuller", "lti") if hub else ("page",)
     return [
-        Link(session, form, session_url(session, base_url, form, repo, branch))
+        Link(session, form, session_url(session, base_url, form, repo, branch, parent))
         for session in settings.sessions
         for form in forms
     ]
@@ -239,6 +253,7 @@ def build_package(
     hub: bool = False,
     repo: str | None = None,
     branch: str = "main",
+    parent: str = "",
 ) -> Path:
     """Write the IMS Common Cartridge 1.1 for the course to ``output`` (a ``.imscc`` zip) and return its path.
 
@@ -252,7 +267,7 @@ def build_package(
     if not output.parent.is_dir():
         raise CanvasError(f"The folder {output.parent} does not exist; create it or write the package elsewhere.")
     form = "nbgitpuller" if hub else "page"
-    urls = [session_url(session, base_url, form, repo, branch) for session in settings.sessions]
+    urls = [session_url(session, base_url, form, repo, branch, parent) for session in settings.sessions]
     files = cartridge_files(settings, urls)
     partial = output.with_name(output.name + ".partial")
     with zipfile.ZipFile(partial, "w", zipfile.ZIP_DEFLATED) as archive:

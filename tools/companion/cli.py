@@ -31,10 +31,15 @@ def cmd_check(args) -> int:
 
 
 def cmd_release(args) -> int:
-    from .release import release
+    from .release import publish, release
 
     settings = load_settings()
-    pages = release(settings, progress=lambda s: print(f"  released session {s.number}: {s.page}", flush=True))
+    progress = lambda s: print(f"  released session {s.number}: {s.page}", flush=True)  # noqa: E731
+    if args.to:
+        pages = publish(settings, args.to, progress)
+        print(f"Published the learners' copy ({len(pages)} pages and course/course.toml) in {args.to}: commit it to the branch nbgitpuller pulls, or share it read-only.")
+        return 0
+    pages = release(settings, progress)
     print(f"Released {len(pages)} sessions into {pages[0].parent}.")
     return 0
 
@@ -89,7 +94,7 @@ def cmd_links(args) -> int:
 def cmd_canvas_links(args) -> int:
     from .canvas import https_note, links_csv, session_links
 
-    links = session_links(load_settings(), args.base_url, hub=args.hub, repo=args.repo, branch=args.branch)
+    links = session_links(load_settings(), args.base_url, hub=args.hub, repo=args.repo, branch=args.branch, parent=args.parent_path)
     sys.stdout.write(links_csv(links))
     note = https_note(args.base_url)
     if note:
@@ -101,7 +106,7 @@ def cmd_canvas_package(args) -> int:
     from .canvas import build_package, https_note
 
     settings = load_settings()
-    package = build_package(settings, args.base_url, args.output, hub=args.hub, repo=args.repo, branch=args.branch)
+    package = build_package(settings, args.base_url, args.output, hub=args.hub, repo=args.repo, branch=args.branch, parent=args.parent_path)
     print(
         f"Wrote {package}: {len(settings.sessions)} modules, one per session, each with an overview page and a link "
         "to the session page. Import it in Canvas: Settings > Import Course Content > Common Cartridge 1.x Package."
@@ -116,7 +121,8 @@ def _canvas_link_options(command) -> None:
     command.add_argument("--base-url", required=True, help="the public address of the server (or, with --hub, of JupyterHub), e.g. https://companion.example.org")
     command.add_argument("--hub", action="store_true", help="links through JupyterHub instead of a standalone companion server")
     command.add_argument("--repo", help="with --hub: the course repository's clone URL, which nbgitpuller pulls into each learner's home")
-    command.add_argument("--branch", default="main", help="with --hub: the branch to pull (default main)")
+    command.add_argument("--branch", default="main", help="with --hub: the branch to pull, where 'companion release --to' was published (default main)")
+    command.add_argument("--parent-path", default="", help="with --hub: NBGITPULLER_PARENTPATH, when the single-user servers set it (the folder nbgitpuller pulls into)")
 
 
 def cmd_roster_import(args) -> int:
@@ -274,6 +280,7 @@ def parser() -> argparse.ArgumentParser:
     check.set_defaults(run=cmd_check)
 
     rel = commands.add_parser("release", help="make the learner versions of the sessions with nbgrader")
+    rel.add_argument("--to", metavar="FOLDER", help="also publish the learners' copy for JupyterHub there: the pages, home and course.toml, without facilitator notes or the dashboard")
     rel.set_defaults(run=cmd_release)
 
     serve = commands.add_parser("serve", help="start the learner server (Voila) on the session pages")

@@ -22,6 +22,7 @@ Example::
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -182,3 +183,41 @@ def release(settings: Settings, progress=None) -> list[Path]:
         page = _with_title(notebook, titles[name])
         (site / name).write_text(json.dumps(page, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
     return pages
+
+
+NOTEBOOK_LINE = re.compile(r'^(\s*notebook\s*=\s*)"([^"]*)"', re.MULTILINE)
+
+
+def publish(settings: Settings, folder: Path, progress=None) -> list[Path]:
+    """The learners' copy of the course in ``folder``, for JupyterHub: what nbgitpuller pulls or a read-only share holds.
+
+    ``folder`` gets the released session pages, the home page and "My growth and
+    goals", side by side so their relative links work under any server, and
+    ``course/course.toml`` (its ``notebook`` entries pointing at those pages) with
+    ``course/theme.css``. It gets no source notebook (no facilitator notes), no
+    dashboard (the hub service serves it) and no data. Commit the folder to the
+    branch nbgitpuller pulls, or copy it where every learner's server can read it.
+
+    Example::
+
+        >>> publish(load_settings(), Path("learners"))   # companion release --to learners
+    """
+    folder = Path(folder)
+    if folder.exists() and any(folder.iterdir()) and not (folder / "course" / "course.toml").exists():
+        raise ReleaseError(f"{folder} is not empty and holds no published course; give an empty or new folder (nothing was written).")
+    pages = release(settings, progress)
+    site = site_dir(settings)
+    (folder / "course").mkdir(parents=True, exist_ok=True)
+    for old in folder.glob("*.ipynb"):
+        old.unlink()
+    published = []
+    for page in [*pages, site / HOME_FILE, site / GROWTH_FILE]:
+        shutil.copy2(page, folder / page.name)
+        published.append(folder / page.name)
+    toml = (settings.root / "course" / "course.toml").read_text(encoding="utf-8")
+    toml = NOTEBOOK_LINE.sub(lambda m: f'{m.group(1)}"{Path(m.group(2)).name}"', toml)
+    (folder / "course" / "course.toml").write_text(toml, encoding="utf-8")
+    theme = settings.root / "course" / "theme.css"
+    if theme.exists():
+        shutil.copy2(theme, folder / "course" / "theme.css")
+    return published
