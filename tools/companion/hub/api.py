@@ -14,7 +14,6 @@ rule is the service's own, from its copy of the course, not the page's.
 from __future__ import annotations
 
 import json
-import logging
 import re
 from datetime import datetime
 from typing import Any, Callable
@@ -24,8 +23,6 @@ from tornado import web
 from ..errors import CourseError, StoreUnavailable
 from ..store import UNCHECKED
 from . import wire
-
-log = logging.getLogger("companion.hub")
 
 SIGN_IN_AGAIN = "Your sign-in has expired or is not valid here. Sign in again through Canvas (open the session from its link in Canvas). Nothing was saved."
 MAX_BODY = 2_000_000  # bytes: above the store's largest answer, with room for JSON's escapes
