@@ -280,3 +280,13 @@ def test_leaving_the_facilitator_group_closes_the_dashboard_at_the_next_action(h
     page.get_by_role("button", name="Show record").click()
     page.get_by_text("bob is not in the hub group companion-facilitators").wait_for()
     context.close()
+
+
+def test_a_page_whose_service_is_down_is_told_its_work_is_kept_and_will_be_retried():
+    # What a learner's page meets when the service is stopped or restarting: StoreUnavailable, which the page
+    # answers with "kept on this page and will be retried" (companion.activities), never a traceback.
+    from companion.errors import StoreUnavailable
+    from companion.hub.client import RemoteStore
+
+    with pytest.raises(StoreUnavailable, match="could not be reached just now; nothing was changed"):
+        RemoteStore(f"http://127.0.0.1:{free_port()}/services/companion/", "a-token")
