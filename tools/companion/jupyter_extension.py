@@ -3,10 +3,12 @@
 ``companion serve`` writes the Voila template "companion" itself
 (:func:`companion.server.write_template`) and puts it on ``JUPYTER_PATH``. Under
 JupyterHub each learner's server is a plain ``jupyterhub-singleuser`` with
-Voila's server extension, and nothing sets those. Installing the package (a
-wheel, or ``pip install -e .``) puts
-``<prefix>/etc/jupyter/jupyter_server_config.d/supervisor-companion.json`` in
-the environment, which enables this server extension. When a server starts, it
+Voila's server extension, and nothing sets those. Installing the package from
+a wheel puts ``<prefix>/etc/jupyter/jupyter_server_config.d/supervisor-companion.json``
+in the environment, which enables this server extension. (An editable install,
+``pip install -e .``, installs no data files: there, enable it with
+``--ServerApp.jpserver_extensions=companion.jupyter_extension=True``, as
+``deploy/jupyterhub_config.py`` does.) When a server starts, it
 
 - writes the template into a folder of its own (removed when the server stops)
   and puts that folder first on ``JUPYTER_PATH``, where Voila's extension looks
@@ -31,7 +33,7 @@ sits in the first, the neutral theme in the second.)
 
 Example::
 
-    $ pip install -e .                # or a wheel: installs the server's configuration too
+    $ pip install ".[hub]"            # a wheel: installs the server's configuration too
     $ COMPANION_COURSE_DIR=~/leadership jupyter server
     # /voila/render/<notebook> now uses the template "companion" with the course's theme
 """
@@ -45,9 +47,9 @@ import tempfile
 from pathlib import Path
 
 TEMPLATE = "companion"
-# The template's own files (index.html.j2, conf.json, companion.js), as companion.server uses them.
+# The template's own files (index.html.j2, conf.json, companion.js); companion.server uses them too.
 TEMPLATE_SOURCE = Path(__file__).parent / "templates" / TEMPLATE
-# The JupyterLab extensions a page loads, as on `companion serve` (companion.server.PAGE_EXTENSIONS).
+# The JupyterLab extensions a page loads: the widget manager's only (companion serve's too).
 PAGE_EXTENSIONS = ("@jupyter-widgets/jupyterlab-manager", "@voila-dashboards/widgets-manager8")
 NEUTRAL_THEME = (
     "/* The neutral theme of the Voila template \"companion\": COMPANION_COURSE_DIR is not set, or its\n"

@@ -33,19 +33,15 @@ from .admission import Admission, Refused
 from .caching import cached_handlers, static_version, versioned_page_config
 from .errors import SettingsError
 from .identity import HUB_SERVICE
+# The template "companion" (index.html.j2, conf.json, companion.js; course/theme.css joins them) and the
+# JupyterLab extensions a page loads, the same as in every learner's server under JupyterHub.
+from .jupyter_extension import PAGE_EXTENSIONS, TEMPLATE, TEMPLATE_SOURCE
 from .release import is_stale, release, site_dir
 from .settings import COURSE_FILE, Settings, load_settings
 from .store import open_store
 
 # A learner's personal link opens the home page (``/``) with their token.
 HOME_PAGE = paths.HOME_PATH
-TEMPLATE = "companion"
-# The template's own files (index.html.j2, conf.json, companion.js); course/theme.css joins them.
-TEMPLATE_SOURCE = Path(__file__).parent / "templates" / TEMPLATE
-
-
-# The JupyterLab extensions a session page loads: ipywidgets' manager and Voila's for ipywidgets 8.
-PAGE_EXTENSIONS = ("@jupyter-widgets/jupyterlab-manager", "@voila-dashboards/widgets-manager8")
 
 # A CSP host source: [scheme://][*.]host[:port]. No quotes (CSP quotes keywords only), spaces, ';' or paths.
 FRAME_SOURCE = re.compile(r"^(https?://)?(\*\.)?[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*(:(\d{1,5}|\*))?$")
