@@ -103,7 +103,8 @@ def learner_course_dir(spawner):
         import pwd
 
         home = pwd.getpwnam(spawner.user.name).pw_dir
-    # nbgitpuller pulls into the server's root (the home) unless NBGITPULLER_PARENTPATH is set: leave it unset.
+    # nbgitpuller pulls into the server's root (the home), or under NBGITPULLER_PARENTPATH when that is set:
+    # then join it here too, and pass it to `companion canvas links/package --hub --parent-path`.
     return os.path.join(home, COURSE_FOLDER)
 
 
