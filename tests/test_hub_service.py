@@ -129,13 +129,15 @@ def hub(tmp_path_factory):
     folder = tmp_path_factory.mktemp("hub")
     course = make_course(folder / "course")
     hub = Hub(folder, course)
-    for user in ("alice", "bob", "lee"):
-        try:
-            hub.api("POST", f"/users/{user}")
-        except urllib.error.HTTPError as error:
-            assert error.code == 409, error  # already there
-    yield hub
-    hub.stop()
+    try:
+        for user in ("alice", "bob", "lee"):
+            try:
+                hub.api("POST", f"/users/{user}")
+            except urllib.error.HTTPError as error:
+                assert error.code == 409, f"{error}\n{hub.output()[-4000:]}"  # 409: already there (lee, from the group)
+        yield hub
+    finally:
+        hub.stop()
 
 
 def post(url: str, body: bytes, token: str | None) -> tuple[int, dict]:
