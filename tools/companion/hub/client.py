@@ -76,7 +76,7 @@ class RemoteStore:
             words = _words(error)
             if error.code in (401, 403):
                 raise LinkError(words)
-            if error.code == 503 or error.code >= 500 and error.code != 501:
+            if error.code >= 500 and error.code != 501:  # the service is down, restarting or overloaded
                 raise StoreUnavailable(words if error.code == 503 else UNREACHABLE)
             raise StoreError(words)
         except (urllib.error.URLError, OSError):

@@ -17,10 +17,10 @@ import urllib.request
 from ..errors import LinkError
 
 
-def members(group: str, environ=os.environ) -> frozenset[str]:
-    """The usernames in hub group ``group`` (empty when the group does not exist)."""
-    api = environ.get("JUPYTERHUB_API_URL", "").rstrip("/")
-    token = environ.get("JUPYTERHUB_API_TOKEN", "")
+def members(group: str) -> frozenset[str]:
+    """The usernames in hub group ``group`` (empty when the group does not exist), asked with this process's hub token."""
+    api = os.environ.get("JUPYTERHUB_API_URL", "").rstrip("/")
+    token = os.environ.get("JUPYTERHUB_API_TOKEN", "")
     if not api or not token:
         raise LinkError("The facilitator dashboard runs as the companion hub service; start it from JupyterHub's configuration. Nothing is shown.")
     request = urllib.request.Request(f"{api}/groups/{urllib.parse.quote(group)}", headers={"Authorization": f"token {token}"})
