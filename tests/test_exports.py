@@ -283,12 +283,14 @@ def test_an_export_to_a_missing_folder_says_so_and_writes_nothing(course, tmp_pa
 
 
 def test_the_feed_is_the_same_from_sqlite_and_postgresql(postgres_url, tmp_path):
+    """Days and times in the feed are UTC even where the PostgreSQL server keeps another time zone."""
     from sqlalchemy import create_engine, text
 
     database = f"f{abs(hash(str(tmp_path))) % 10**9}"
     admin = create_engine(postgres_url, isolation_level="AUTOCOMMIT")
     with admin.connect() as connection:
         connection.execute(text(f"CREATE DATABASE {database}"))
+        connection.execute(text(f"ALTER DATABASE {database} SET timezone TO 'Pacific/Kiritimati'"))  # UTC+14: most days differ
     admin.dispose()
     root = cohort.make_evaluation_course(tmp_path / "course")
     catalog = load_catalog(load_settings(root))
@@ -451,8 +453,8 @@ def test_export_errors_are_one_clear_line(course, tmp_path, capsys, monkeypatch,
 
 # The bulk reads behind the evaluation export ------------------------------------------------
 #
-# The export reads self-assessments and goals as plain tuples (Store.latest_values), not as one
-# ORM object and Response per row. What it wrote before, from Store.latest_responses, is kept
+# The export reads self-assessments and goals as plain tuples of JSON text (Store.value_texts),
+# not as one ORM object and Response per row, and progress as the store keeps it. What it wrote before, from Store.latest_responses, is kept
 # here as the reference: the same rows, the same figures, the same file, byte for byte.
 
 SELF_ASSESSMENTS = ["s1-start-cultural-proficiency", "s2-end-cultural-proficiency"]
@@ -583,32 +585,90 @@ def assorted(store_url, tmp_path):
     return store, catalog
 
 
-def test_the_bulk_read_gives_the_rows_latest_responses_gives(assorted):
+def _names(store) -> dict[int, str]:
+    return {row[0]: row[1] for row in store.roster_rows()}
+
+
+def test_the_bulk_read_gives_every_response_once_with_the_value_it_holds(assorted):
     store, catalog = assorted
+    names = _names(store)
     every = SELF_ASSESSMENTS + GOALS + ["s1-retired-assessment", "s1-retired-goal", "s1-why"]
-    for ids in (SELF_ASSESSMENTS, GOALS, every, []):
-        expected = [(r.username, r.activity_id, r.value, r.done, r.updated_at) for r in store.latest_responses(ids)]
-        for batch in (50_000, 2, 1):  # one page, and paged by id
-            assert list(store.latest_values(ids, batch=batch)) == expected, (ids, batch)
-    rows = list(store.latest_values(every))
-    assert {type(row) for row in rows} == {tuple}
-    assert all(row[4].utcoffset() is not None and row[4].utcoffset().total_seconds() == 0 for row in rows)
-    assert {r[0] for r in rows} == {"ana", "ben", "dee"}
+    by_key = lambda rows: sorted(rows, key=lambda row: row[:2])  # noqa: E731
+    for ids in (SELF_ASSESSMENTS, GOALS, every):
+        expected = by_key((r.username, r.activity_id, r.value, r.done) for r in store.latest_responses(ids))
+        for batch in (50_000, 2, 1):
+            batches = list(store.value_texts(ids, batch=batch))
+            assert all(len(rows) <= batch for rows in batches)
+            read = [(names[learner], activity, json.loads(text), done) for rows in batches for learner, activity, text, done in rows]
+            assert by_key(read) == expected, (ids, batch)
+    in_time = [(names[learner], activity) for rows in store.value_texts(every, in_time_order=True) for learner, activity, *_ in rows]
+    saved = store.latest_responses(every)
+    assert len({r.updated_at for r in saved}) == len(saved)  # no ties here: time order is one order
+    assert in_time == [(r.username, r.activity_id) for r in sorted(saved, key=lambda r: r.updated_at)]
+    assert list(store.value_texts([])) == []
 
 
 def test_scores_ratings_and_goals_from_the_bulk_read_are_those_of_before(assorted):
-    from companion.exports import _goals, _ratings, _scores
+    from companion.exports import _Feed
 
     store, catalog = assorted
-    scores, ratings, goals, goals_set = _reference_feed(store, catalog)
-    assert _scores(store, catalog) == scores
-    assert _ratings(store, catalog) == ratings
-    assert _goals(store, catalog) == (goals, goals_set)
-    assert scores == {("ana", "cultural-proficiency", "start"): 2.5, ("ana", "cultural-proficiency", "end"): 3.75,
-                      ("dee", "cultural-proficiency", "start"): 1.0}
-    assert ratings[("ben", "cultural-proficiency", "start")] == [None, None, None, 3]
-    assert goals_set == {"ana": 1, "ben": 2, "dee": 1}
-    assert set(goals) == {("ana", "transformational-value"), ("ben", "cultural-proficiency")}
+    names = _names(store)
+    feed = _Feed(store, catalog)
+    competencies = [c.id for c in catalog.settings.competencies]
+    cp, tv = competencies.index("cultural-proficiency"), competencies.index("transformational-value")
+    scores = {names[learner]: cells for learner, cells in feed.scores.items()}
+    assert set(scores) == {"ana", "dee"}
+    assert scores["ana"][2 * cp : 2 * cp + 2] == [2.5, 3.75] and scores["dee"][2 * cp : 2 * cp + 2] == [1.0, None]
+    assert all(score is None for name in scores for i, score in enumerate(scores[name]) if i // 2 != cp)
+    ratings = {names[learner]: cells for learner, cells in feed.ratings.items()}
+    start = feed.layout.offsets[cp]
+    assert ratings["ben"][start : start + 8 : 2] == ["", "", "", 3]  # True, 5 and 0 are not ratings
+    assert ratings["ana"][start : start + 8 : 2] == [1, 2, 3, 4] and ratings["ana"][start + 1 : start + 8 : 2] == [4, 4, 3, 4]
+    assert {names[learner]: n for learner, n in feed.goals_set.items()} == {"ana": 1, "ben": 2, "dee": 1}
+    goals = {names[learner]: cells for learner, cells in feed.goals.items()}
+    assert set(goals) == {"ana", "ben"}
+    assert goals["ana"][2 * tv : 2 * tv + 2] == ["2026-06-30", "In progress"]
+    assert goals["ben"][2 * cp : 2 * cp + 2] == ["' =1+1", "'－1"]  # neutralised as they are read
+
+
+def test_when_two_activities_feed_the_same_cells_the_latest_saved_wins(store_url, tmp_path):
+    """A retake of the start self-assessment and a second goal for one competency: the latest by time,
+    not by the order the rows were written, and the first saved of two saved at the same moment."""
+    root = cohort.make_evaluation_course(tmp_path / "course")
+    path = root / "sessions" / "02-short.ipynb"
+    notebook = json.loads(path.read_text())
+    notebook["cells"][-1:-1] = [
+        {"cell_type": "code", "execution_count": None, "id": f"again{n}", "metadata": {}, "outputs": [], "source": source}
+        for n, source in enumerate([
+            'SelfAssessment("s2-retake-cultural-proficiency", competency="cultural-proficiency", stage="start", required=False)',
+            'Goal("s2-goal-again", competency="transformational-value", prompt="Again.", required=False)',
+        ])
+    ]
+    path.write_text(json.dumps(notebook))
+    catalog = load_catalog(load_settings(root))
+    store = open_store(store_url)
+    early, late = datetime(2026, 3, 1, 9, tzinfo=timezone.utc), datetime(2026, 3, 2, 9, tzinfo=timezone.utc)
+    assess = lambda who, activity, score, at: dict(  # noqa: E731
+        username=who, session_id=activity[:2], activity_id=activity, verb="answered", at=at, done=True,
+        value={"competency": "cultural-proficiency", "ratings": [int(score)] * 4, "score": score})
+    goal = lambda who, activity, words, at: dict(  # noqa: E731
+        username=who, session_id=activity[:2], activity_id=activity, verb="responded", at=at, done=True,
+        value={"goal": words, "target": words, "status": "In progress"})
+    # Written in the opposite order to their times: the later save has the lower row id.
+    store.bulk_save([assess("ana", "s2-retake-cultural-proficiency", 3.0, late), goal("ana", "s2-goal-again", "later", late)])
+    store.bulk_save([assess("ana", "s1-start-cultural-proficiency", 2.0, early), goal("ana", "s1-goal", "earlier", early)])
+    # Saved at the same moment: the first saved stays.
+    store.bulk_save([assess("ben", "s1-start-cultural-proficiency", 1.0, early)])
+    store.bulk_save([assess("ben", "s2-retake-cultural-proficiency", 4.0, early)])
+
+    before, after = tmp_path / "before.csv", tmp_path / "after.csv"
+    _reference_csv(store, catalog, before)
+    assert write_evaluation(store, catalog, after) == 2
+    assert after.read_bytes() == before.read_bytes()
+    rows = {row["username"]: row for row in csv.DictReader(after.open(newline="", encoding="utf-8"))}
+    assert rows["ana"]["cultural_proficiency_start"] == "3.0" and rows["ana"]["rating_cultural_proficiency_1_start"] == "3"
+    assert rows["ana"]["goal_transformational_value_target"] == "later" and rows["ana"]["goals_set"] == "2"
+    assert rows["ben"]["cultural_proficiency_start"] == "1.0" and rows["ben"]["rating_cultural_proficiency_4_start"] == "1"
 
 
 @pytest.mark.parametrize("goals_in_record", [False, True], ids=["goals-not-in-record", "goals-in-record"])

@@ -65,6 +65,7 @@ from __future__ import annotations
 
 import csv
 import gc
+import json
 import os
 import re
 import tempfile
@@ -77,7 +78,7 @@ from typing import Any, Iterator
 
 from .catalog import Catalog
 from .errors import ExportError
-from .progress import COMPLETE, SessionProgress, session_progress, session_rules
+from .progress import COMPLETE, SessionProgress, current_progress, session_progress, session_rules
 from .store import Store
 
 
@@ -141,171 +142,178 @@ def evaluation_columns(catalog: Catalog) -> list[str]:
     return columns
 
 
-def _feed_from(catalog: Catalog, rows) -> tuple[dict, dict, dict, dict]:
-    """Scores, ratings, goals and goals set (:func:`_scores`, :func:`_ratings`, :func:`_goals`) in one pass.
+class _Layout:
+    """Where each self-assessment and goal lands in a row of the feed, from the catalog.
 
-    ``rows`` are ``Store.latest_values`` tuples, in the order the responses were
-    first saved; rows of other activities are passed over. Each key keeps the
-    latest response (the first saved of any with the same time), as before."""
-    assessed = {a.id: (a.competency, a.args.get("stage", "start")) for a in catalog.all_activities() if a.kind == "SelfAssessment"}
-    goal_of = {a.id: a.competency for a in catalog.all_activities() if a.kind == "Goal"}
-    scored: dict[tuple[str, str, str], tuple[datetime, float]] = {}
-    rated: dict[tuple[str, str, str], tuple[datetime, list]] = {}
-    latest: dict[tuple[str, str], tuple[datetime, dict]] = {}
-    goals_set: dict[str, int] = {}
-    for username, activity_id, value, done, updated_at in rows:
-        if not isinstance(value, dict):
-            value = {}
-        place = assessed.get(activity_id)
-        if place is not None:
-            key = (username, *place)
-            score = value.get("score")
-            if done and isinstance(score, (int, float)):
-                found = scored.get(key)
-                if found is None or found[0] < updated_at:
-                    scored[key] = (updated_at, round(float(score), 2))
-            raw = value.get("ratings")
-            if isinstance(raw, list):
-                ratings = [r if isinstance(r, int) and not isinstance(r, bool) and 1 <= r <= 4 else None for r in raw]
-                if any(r is not None for r in ratings):
-                    found = rated.get(key)
-                    if found is None or found[0] < updated_at:
-                        rated[key] = (updated_at, ratings)
-            continue
-        competency = goal_of.get(activity_id)
-        if competency is None:
-            continue
-        if done:
-            goals_set[username] = goals_set.get(username, 0) + 1
-        if not str(value.get("goal") or "").strip():
-            continue
-        key = (username, competency)
-        found = latest.get(key)
-        if found is None or found[0] < updated_at:
-            latest[key] = (updated_at, value)
-    return (
-        {key: score for key, (_, score) in scored.items()},
-        {key: ratings for key, (_, ratings) in rated.items()},
-        {key: value for key, (_, value) in latest.items()},
-        goals_set,
-    )
+    Each competency has a start and an end score, ``2 x indicators`` rating cells
+    (start and end alternate, as :func:`evaluation_columns` lists them) and its
+    goal cells (2, or 5 with the goals' own words)."""
+
+    def __init__(self, catalog: Catalog) -> None:
+        settings = catalog.settings
+        self.with_goals = settings.coaching.goals_in_evaluation_record
+        self.goal_fields = ("goal", "measure", "target", "status", "progress") if self.with_goals else ("target", "status")
+        competencies = [(c.id, len(c.indicators)) for c in settings.competencies]
+        self.counts = [count for _, count in competencies]
+        index = {competency: i for i, (competency, _) in enumerate(competencies)}
+        self.offsets = [sum(2 * n for n in self.counts[:i]) for i in range(len(self.counts))]  # each competency's first rating cell
+        self.rating_cells = sum(2 * n for n in self.counts)
+        self.assessed: dict[str, tuple[int, int]] = {}  # activity -> (competency index, 0 start / 1 end)
+        self.goal_of: dict[str, int | None] = {}  # activity -> competency index
+        stages = {"start": 0, "end": 1}
+        for a in catalog.all_activities():
+            stage = stages.get(a.args.get("stage", "start"))
+            if a.kind == "SelfAssessment" and a.competency in index and stage is not None:
+                self.assessed[a.id] = (index[a.competency], stage)
+            elif a.kind == "Goal" and a.competency is not None:  # one the course no longer lists counts as set, has no cells
+                self.goal_of[a.id] = index.get(a.competency)
+        # Two activities that feed the same cells: the latest saved must win, so rows come in time order.
+        places = [("a", *place) for place in self.assessed.values()] + [("g", i) for i in self.goal_of.values() if i is not None]
+        self.shared_cells = len(places) != len(set(places))
 
 
-def _feed(store: Store, catalog: Catalog, *kinds: str) -> tuple[dict, dict, dict, dict]:
-    """:func:`_feed_from` over one bulk read of the activities of these kinds (self-assessments, goals).
-
-    Plain tuples, streamed (``Store.latest_values``), never an object per row:
-    at 100,000 learners some 700,000 of them."""
-    ids = [a.id for a in catalog.all_activities() if a.kind in kinds]
-    return _feed_from(catalog, store.latest_values(ids))
-
-
-def _scores(store: Store, catalog: Catalog) -> dict[tuple[str, str, str], float]:
-    """(username, competency, stage) -> the latest complete self-assessment score."""
-    return _feed(store, catalog, "SelfAssessment")[0]
-
-
-def _ratings(store: Store, catalog: Catalog) -> dict[tuple[str, str, str], list]:
-    """(username, competency, stage) -> each statement's rating (1-4, None when not rated), as last saved.
-
-    From the latest response that rated anything, complete or not: a statement
-    rated is a rating given, even while the score waits for the others."""
-    return _feed(store, catalog, "SelfAssessment")[1]
+def _assessment(text: str, count: int) -> tuple[float | None, list | None]:
+    """A saved self-assessment (its JSON text) as its score, rounded (None: not a number), and its ``count``
+    rating cells (None: nothing rated; a cell is empty where the rating is not a whole 1-4)."""
+    value = json.loads(text)
+    if not isinstance(value, dict):
+        return None, None
+    score = value.get("score")
+    raw = value.get("ratings")
+    cells = None
+    if isinstance(raw, list):
+        given = [r if type(r) is int and 1 <= r <= 4 else "" for r in raw]
+        if any(r != "" for r in given):
+            cells = given[:count] + [""] * (count - len(given))
+    return (round(float(score), 2) if isinstance(score, (int, float)) else None), cells
 
 
-def _goals(store: Store, catalog: Catalog) -> tuple[dict[tuple[str, str], dict], dict[str, int]]:
-    """(username, competency) -> the latest goal written for it; username -> goals set."""
-    _, _, goals, goals_set = _feed(store, catalog, "Goal")
-    return goals, goals_set
+class _Feed:
+    """Everyone's self-assessment scores, ratings and goals, by learner id, as the feed's cells.
+
+    From one bulk read (:meth:`Store.value_texts`); rows of other activities are
+    passed over. Each kind of cell keeps the latest response that has one: a
+    complete score, any valid rating (1-4), a goal with words. ``goals_set``
+    counts the goals marked done.
+
+    Some 700,000 rows at 100,000 learners, so each is touched as little as it can
+    be: a self-assessment holds only its ratings and score, so the same saved text
+    recurs thousands of times and is read once (:func:`_assessment`); goals, each
+    in someone's own words, are decoded a batch at a time in one call."""
+
+    def __init__(self, store: Store, catalog: Catalog) -> None:
+        layout = self.layout = _Layout(catalog)
+        self.scores: dict[int, list] = {}  # [start, end] per competency, None when not scored
+        self.ratings: dict[int, list] = {}
+        self.goals: dict[int, list] = {}
+        self.goals_set: dict[int, int] = {}
+        ids = [*layout.assessed, *layout.goal_of]
+        read: list[dict[str, tuple]] = [{} for _ in layout.counts]  # per competency: saved text -> _assessment
+        for rows in store.value_texts(ids, in_time_order=layout.shared_cells) if ids else ():
+            goal_rows = []
+            for row in rows:
+                learner, activity_id, text, done = row
+                place = layout.assessed.get(activity_id)
+                if place is None:
+                    goal_rows.append(row)
+                    continue
+                competency, stage = place
+                found = read[competency].get(text)
+                if found is None:
+                    found = read[competency][text] = _assessment(text, layout.counts[competency])
+                score, given = found
+                if done and score is not None:
+                    cells = self.scores.get(learner) or self.scores.setdefault(learner, [None] * 2 * len(layout.counts))
+                    cells[2 * competency + stage] = score
+                if given is not None:
+                    cells = self.ratings.get(learner) or self.ratings.setdefault(learner, [""] * layout.rating_cells)
+                    start = layout.offsets[competency] + stage
+                    cells[start : start + 2 * len(given) : 2] = given
+            self._goals(goal_rows)
+
+    def _goals(self, rows: list) -> None:
+        """Goals set and each competency's goal cells from these rows, in their order."""
+        fields = self.layout.goal_fields
+        width = len(fields)
+        values = json.loads("[" + ",".join(row[2] for row in rows) + "]")
+        for (learner, activity_id, _, done), value in zip(rows, values):
+            competency = self.layout.goal_of[activity_id]
+            if done:
+                self.goals_set[learner] = self.goals_set.get(learner, 0) + 1
+            if competency is not None and isinstance(value, dict) and str(value.get("goal") or "").strip():
+                cells = self.goals.get(learner) or self.goals.setdefault(learner, [""] * width * len(self.layout.counts))
+                cells[width * competency : width * (competency + 1)] = [neutralise(str(value.get(f) or "")) for f in fields]
 
 
-def _progress(store: Store, catalog: Catalog) -> tuple[dict[str, list], list]:
-    """Everyone's ``(status, completed_at)`` in every session (course order), by username; and a not-started learner's.
+def _progress(store: Store, catalog: Catalog) -> tuple[dict[int, list], list]:
+    """Everyone's ``(status, completed_on)`` in every session (course order), by learner id; and a not-started learner's.
 
-    From the same grouped read and under the same rules as
-    :func:`companion.dashboard.everyone_progress`, without an object per learner and
-    session: each status comes from one :class:`SessionProgress` per kind of state."""
+    From the store's kept progress (made current first, as the dashboard's
+    figures are) under the same rules as :func:`companion.progress.learner_progress`,
+    without an object per learner and session: each status comes from one
+    :class:`SessionProgress` per kind of state."""
     rules = session_rules(catalog)
+    current_progress(store, catalog)
     sessions = catalog.settings.sessions
-    summaries = store.session_summaries(
-        [a for rule in rules for a in rule.required], [rule.finishing for rule in rules if rule.finishing]
-    )
     index = {s.id: i for i, s in enumerate(sessions)}
     statuses: dict[tuple[int, int, bool], str] = {}
 
-    def status(i: int, done: int, completed: datetime | None) -> str:
+    def status(i: int, done: int, completed: str | None) -> str:
         kind = (i, done, completed is None)
         if kind not in statuses:
             s, rule = sessions[i], rules[i]
             statuses[kind] = SessionProgress(s.id, s.number, s.title, len(rule.required), done, completed).status
         return statuses[kind]
 
-    empty = [(status(i, 0, None), None) for i in range(len(sessions))]
-    saved: dict[str, list] = {}
-    for username, session_id, done, completed in summaries:
+    empty = [(status(i, 0, None), "") for i in range(len(sessions))]
+    saved: dict[int, list] = {}
+    for learner, session_id, done, completed in store.progress_rows():
         i = index.get(session_id)
         if i is None:  # a session no longer in the course
             continue
-        states = saved.get(username)
+        states = saved.get(learner)
         if states is None:
-            states = saved[username] = list(empty)
-        states[i] = (status(i, done, completed), completed)
+            states = saved[learner] = list(empty)
+        states[i] = (statuses.get((i, done, completed is None)) or status(i, done, completed), completed or "")
     return saved, empty
 
 
 def _evaluation_values(store: Store, catalog: Catalog) -> Iterator[list]:
-    """One list per supervisor (by username), in the order of :func:`evaluation_columns`, not yet neutralised."""
+    """One list per supervisor (by username), in the order of :func:`evaluation_columns`, every text cell neutralised.
+
+    The text a person wrote (the roster's, a goal's) is neutralised where it is
+    read; every other cell is a number, a date, empty or one of the export's own
+    words, never a formula."""
     from .coaching_exports import CoachingRecord
 
-    settings = catalog.settings
-    with_goals = settings.coaching.goals_in_evaluation_record
-    learners = store.learners()
+    learners = store.roster_rows()
     progress, not_started = _progress(store, catalog)
-    scores, ratings, goals, goals_set = _feed(store, catalog, "SelfAssessment", "Goal")
-    coaching = CoachingRecord.read(store, [learner.username for learner in learners])
-    last_active = store.last_active()
-    competencies = [(c.id, len(c.indicators)) for c in settings.competencies]
-    no_ratings: list = []
-    no_goal = ("", "", "", "", "") if with_goals else ("", "")
-    for learner in learners:
-        username = learner.username
-        row: list = [username, learner.name, learner.email, learner.cohort, learner.department]
-        sessions = progress.get(username, not_started)
+    feed = _Feed(store, catalog)
+    layout = feed.layout
+    coaching = CoachingRecord.read(store, [learner[1] for learner in learners])
+    no_scores = [None] * (2 * len(layout.counts))
+    no_ratings = [""] * layout.rating_cells
+    no_goals = [""] * (len(layout.goal_fields) * len(layout.counts))
+    for learner_id, username, name, email, cohort, department, active in learners:
+        row: list = [neutralise(username), neutralise(name), neutralise(email), neutralise(cohort), neutralise(department)]
+        sessions = progress.get(learner_id, not_started)
         completed = []
-        for status, completed_at in sessions:
-            row += (status, _day(completed_at))
+        for status, completed_on in sessions:
+            row += (status, completed_on)
             if status == COMPLETE:
-                completed.append(completed_at)
+                completed.append(completed_on)
         series = len(completed) == len(sessions) and bool(sessions)
-        row += (len(completed), "yes" if series else "no", _day(max(completed)) if series else "")
-        for competency, _ in competencies:
-            start = scores.get((username, competency, "start"))
-            end = scores.get((username, competency, "end"))
+        row += (len(completed), "yes" if series else "no", max(completed) if series else "")
+        scores = feed.scores.get(learner_id, no_scores)
+        for start, end in zip(scores[::2], scores[1::2]):
             row += (
                 "" if start is None else start,
                 "" if end is None else end,
                 "" if start is None or end is None else round(end - start, 2),
             )
-        for competency, count in competencies:
-            given_start = ratings.get((username, competency, "start"), no_ratings)
-            given_end = ratings.get((username, competency, "end"), no_ratings)
-            for n in range(count):
-                rating = given_start[n] if n < len(given_start) else None
-                row.append("" if rating is None else rating)
-                rating = given_end[n] if n < len(given_end) else None
-                row.append("" if rating is None else rating)
-        row.append(goals_set.get(username, 0))
-        for competency, _ in competencies:
-            goal = goals.get((username, competency))  # a goal kept here has words, so is never empty
-            if goal is None:
-                row += no_goal
-            elif with_goals:
-                row += (
-                    str(goal.get("goal") or ""), str(goal.get("measure") or ""), str(goal.get("target") or ""),
-                    str(goal.get("status") or ""), str(goal.get("progress") or ""),
-                )
-            else:
-                row += (str(goal.get("target") or ""), str(goal.get("status") or ""))
+        row += feed.ratings.get(learner_id, no_ratings)
+        row.append(feed.goals_set.get(learner_id, 0))
+        row += feed.goals.get(learner_id, no_goals)
         if username in coaching.check_ins or username in coaching.feedback:
             row += (
                 coaching.check_in_count(username), _day(coaching.last_check_in(username)),
@@ -313,8 +321,7 @@ def _evaluation_values(store: Store, catalog: Catalog) -> Iterator[list]:
             )
         else:  # what the record's methods give for someone with no check-in and no feedback
             row += (0, "", 0, "")
-        active = last_active.get(username)
-        row.append(active.astimezone(timezone.utc).isoformat(timespec="seconds") if active else "")
+        row.append(active or "")
         yield row
 
 
@@ -333,14 +340,6 @@ def _bulk() -> Iterator[None]:
     finally:
         if enabled:
             gc.enable()
-
-
-def evaluation_rows(store: Store, catalog: Catalog) -> Iterator[dict[str, Any]]:
-    """One dict per supervisor (by username), keyed by :func:`evaluation_columns`, not yet neutralised."""
-    columns = evaluation_columns(catalog)
-    with _bulk():
-        for values in _evaluation_values(store, catalog):
-            yield dict(zip(columns, values))
 
 
 def _write_atomically(path: Path | str, write) -> None:
@@ -364,19 +363,13 @@ def _write_atomically(path: Path | str, write) -> None:
 
 def write_evaluation(store: Store, catalog: Catalog, path: Path | str) -> int:
     """Write the evaluation CSV (formula cells neutralised); returns the number of supervisors."""
-    columns = evaluation_columns(catalog)
-    # The cells that may hold text a person wrote (the roster's, a goal's); every other
-    # cell is a number, a date, empty or one of the export's own words, never a formula.
-    text = [i for i, column in enumerate(columns) if column in IDENTITY_COLUMNS or column.startswith("goal_")]
     count = 0
 
     def write(out) -> None:
         nonlocal count
         writer = csv.writer(out)
-        writer.writerow(columns)
+        writer.writerow(evaluation_columns(catalog))
         for row in _evaluation_values(store, catalog):
-            for i in text:
-                row[i] = neutralise(row[i])
             writer.writerow(row)
             count += 1
 

@@ -52,6 +52,16 @@ def session_rules(catalog: Catalog) -> tuple[SessionRule, ...]:
     return tuple(replace(rule, sessions=sessions, version=version) for rule in rules)
 
 
+def current_progress(store: Store, catalog: Catalog) -> None:
+    """Make sure the store's per-session progress follows the notebooks' current rules.
+
+    Pages keep it current as learners save; after the notebooks change which
+    activities are required (or a bulk import), it is rebuilt here, once."""
+    rules = session_rules(catalog)
+    if store.progress_version() != (rules[0].version if rules else ""):
+        store.rebuild_progress(rules)
+
+
 def session_rule(catalog: Catalog, session_id: str) -> SessionRule:
     catalog.settings.session(session_id)  # an unknown session says so
     return next(rule for rule in session_rules(catalog) if rule.session_id == session_id)

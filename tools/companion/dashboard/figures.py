@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
 from ..catalog import Activity, Catalog
-from ..progress import SessionProgress, session_progress, session_rules
+from ..progress import SessionProgress, current_progress, session_progress, session_rules
 from ..store import Feedback, Learner, Store
 
 STALLED_DAYS = 14  # started, not finished, and nothing done for this long: stalled
@@ -100,16 +100,6 @@ class Figures:
     computed_at: datetime
     not_started_count: int  # everyone, however many the list holds
     stalled_count: int
-
-
-def current_progress(store: Store, catalog: Catalog) -> None:
-    """Make sure the store's per-session progress follows the notebooks' current rules.
-
-    Pages keep it current as learners save; after the notebooks change which
-    activities are required (or a bulk import), it is rebuilt here, once."""
-    rules = session_rules(catalog)
-    if store.progress_version() != (rules[0].version if rules else ""):
-        store.rebuild_progress(rules)
 
 
 def figures(

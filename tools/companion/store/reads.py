@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Any, Iterator
 
-from sqlalchemy import and_, bindparam, case, func, or_, select
+from sqlalchemy import String, Text, and_, case, cast, func, or_, select
 
 from .database import Database
 from .schema import (
@@ -33,6 +33,19 @@ from .schema import (
 
 def _response(username: str, row: ResponseRow) -> Response:
     return Response(username, row.session_id, row.activity_id, row.value, row.done, row.shared, _aware(row.updated_at))
+
+
+def _utc_text(column, dialect: str, day: bool):
+    """A time column as UTC text made by the database: the day (``2026-03-01``) or the moment to the second
+    (``2026-03-01T09:30:00+00:00``), as Python's ``isoformat`` writes them, without a datetime per row.
+
+    SQLite holds times as UTC text (``2026-03-01 09:30:00.000000``), so this cuts it
+    (truncating, as ``timespec="seconds"`` does); PostgreSQL formats its own."""
+    if dialect == "postgresql":
+        return func.to_char(func.timezone("UTC", column), "YYYY-MM-DD" if day else 'YYYY-MM-DD"T"HH24:MI:SS"+00:00"')
+    if day:
+        return func.substr(column, 1, 10, type_=String)
+    return func.substr(column, 1, 10, type_=String) + "T" + func.substr(column, 12, 8, type_=String) + "+00:00"  # NULL stays NULL
 
 
 class Reads(Database):
@@ -87,9 +100,9 @@ class Reads(Database):
     # Reporting (bulk reads for the dashboard and exports) -------------------
     #
     # Each figure is one grouped query over everyone, never one query per learner.
-    # Long reads page by id in short transactions, so an export never holds
-    # SQLite's write lock while learners are saving. Values a learner wrote leave
-    # here only through latest_responses and latest_values (scores and goals for
+    # Long reads are read-only transactions (the events paged by id), so an export
+    # never holds SQLite's write lock while learners are saving. Values a learner wrote leave
+    # here only through latest_responses and value_texts (scores and goals for
     # the exports) and, for a facilitator, only when the learner shared them
     # (facilitator_view).
 
@@ -190,37 +203,49 @@ class Reads(Database):
             )
             return [_response(username, row) for row, username in rows]
 
-    def latest_values(self, activity_ids: list[str], batch: int = 50_000) -> Iterator[tuple[str, str, Any, bool, datetime]]:
-        """Everyone's latest responses to these activities as plain ``(username, activity_id, value, done, updated_at)``.
+    def roster_rows(self) -> list[tuple[int, str, str, str, str, str, str | None]]:
+        """Every learner as ``(id, username, name, email, cohort, department, last_active)``, by username.
 
-        The rows of :meth:`latest_responses`, in the same order (by response id),
-        with the same decoded values and UTC times, but read as tuples through
-        Core, not as ORM objects turned into :class:`Response`: the evaluation
-        export reads some 700,000 of them at 100,000 learners, and building an
-        object per row cost more than everything else in it. Read ``batch`` at a
-        time, each page in its own short read-only transaction (on SQLite no
-        write lock, so learners' saves never wait behind an export)."""
-        r, learners = _RESPONSES, _LEARNERS
-        query = (
-            select(learners.c.username, r.c.activity_id, r.c.value, r.c.done, r.c.updated_at, r.c.id)
-            .join_from(r, learners, learners.c.id == r.c.learner_id)
-            .where(r.c.activity_id.in_(list(activity_ids)), r.c.id > bindparam("after"))
-            .order_by(r.c.id)
-            .limit(batch)
+        The exports' one read of people: the id joins them to :meth:`progress_rows`
+        and :meth:`value_texts` without a join in either. ``last_active`` is text,
+        UTC to the second (``2026-03-01T09:30:00+00:00``), as the feed writes it."""
+        l = _LEARNERS
+        active = _utc_text(l.c.last_active, self.engine.dialect.name, day=False)
+        query = select(l.c.id, l.c.username, l.c.name, l.c.email, l.c.cohort, l.c.department, active).order_by(l.c.username)
+        with self.session(write=False) as db:
+            return db.execute(query).all()
+
+    def progress_rows(self) -> list[tuple[int, str, int, str | None]]:
+        """The stored progress: ``(learner_id, session_id, done, completed_on)`` per learner and session started.
+
+        ``completed_on`` is the day (UTC, ``2026-03-01``) the session was
+        completed, or None. Current only under the rules :meth:`progress_version`
+        names (:func:`companion.progress.current_progress` makes sure of that first)."""
+        p = _PROGRESS
+        day = _utc_text(p.c.completed_at, self.engine.dialect.name, day=True)
+        with self.session(write=False) as db:
+            return db.execute(select(p.c.learner_id, p.c.session_id, p.c.done, day)).all()
+
+    def value_texts(self, activity_ids: list[str], in_time_order: bool = False, batch: int = 50_000) -> Iterator[list[tuple[int, str, str, bool]]]:
+        """Everyone's responses to these activities as ``(learner_id, activity_id, value as JSON text, done)``, ``batch`` rows at a time.
+
+        For the evaluation export, which reads some 700,000 of them at 100,000
+        learners: the values come as the JSON text the database holds, for the
+        caller to decode a whole batch in one call, and nothing is made per row
+        but the tuple. ``in_time_order``: oldest save first (the first saved first
+        among equal times), so a caller keeping the last row of each kind keeps
+        the latest; otherwise in no particular order. One read-only transaction
+        (on SQLite it takes no write lock, so learners' saves never wait)."""
+        r = _RESPONSES
+        query = select(r.c.learner_id, r.c.activity_id, func.coalesce(cast(r.c.value, Text), "null"), r.c.done).where(
+            r.c.activity_id.in_(list(activity_ids))
         )
-        after = 0
-        while True:
-            with self.session(write=False) as db:
-                rows = db.connection().execute(query, {"after": after}).all()
-            if not rows:
-                return
-            after = rows[-1][5]
-            yield from [
-                (username, activity_id, value, bool(done), at if at.tzinfo else at.replace(tzinfo=timezone.utc))
-                for username, activity_id, value, done, at, _ in rows
-            ]
-            if len(rows) < batch:
-                return
+        if in_time_order:
+            query = query.order_by(r.c.updated_at, r.c.id.desc())
+        with self.session(write=False) as db:
+            result = db.connection().execution_options(yield_per=batch).execute(query)
+            for rows in result.partitions():
+                yield rows
 
     def facilitator_view(self, username: str, visible: frozenset[str] = frozenset()) -> list[Response]:
         """What a facilitator may see of one learner: every response, its value only if the learner shared it.
