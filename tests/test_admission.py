@@ -152,13 +152,42 @@ def test_local_mode_has_no_link_to_check(tmp_path):
         ("requests_per_minute", '"many"', "write a whole number"),
         ("closed_page_seconds", 0, "write 10 to 86400"),
         ("behind_proxy", '"yes"', "write true or false"),
-        ("kernel_start", '"spawn"', 'write "process" \\(the default\\) or "fork"'),
+        ("kernel_start", '"spawn"', 'write "fork" \\(the default on Linux\\) or "process"'),
     ],
 )
 def test_a_bad_limit_in_course_toml_says_which_and_what_to_write(tmp_path, key, value, said):
     root = with_server_settings(make_course(tmp_path / "course"), **{key: value})
     with pytest.raises(SettingsError, match=f"\\[server\\] {key} is .*; {said}"):
         load_settings(root)
+
+
+def with_session_pool(root: Path, count) -> Path:
+    """The fixture course with session 1 keeping its own ``count`` kernels ready."""
+    path = root / "course" / "course.toml"
+    path.write_text(path.read_text(encoding="utf-8").replace('id = "s1"\n', f'id = "s1"\npreheated_kernels = {count}\n', 1), encoding="utf-8")
+    return root
+
+
+def test_a_session_can_keep_its_own_number_of_kernels_ready(tmp_path):
+    from companion.server import voila_config
+
+    settings = load_settings(with_session_pool(make_course(tmp_path / "course"), 3))
+    assert [s.preheated_kernels for s in settings.sessions] == [3, None]
+    pools = voila_config(settings, port=8866)["CompanionKernelManager"]["kernel_pools_config"]
+    assert pools == {"default": {"pool_size": 1}, "01-every-activity.ipynb": {"pool_size": 3}}
+
+
+@pytest.mark.parametrize("count, said", [(-1, "write 0 .* or more"), ('"many"', "write a whole number")])
+def test_a_bad_session_pool_says_what_to_write(tmp_path, count, said):
+    root = with_session_pool(make_course(tmp_path / "course"), count)
+    with pytest.raises(SettingsError, match=f"session 1 preheated_kernels is .*; {said}"):
+        load_settings(root)
+
+
+def test_kernels_are_forked_unless_the_course_says_otherwise(tmp_path):
+    root = make_course(tmp_path / "course")
+    assert load_settings(root).server.kernel_start == "fork"
+    assert load_settings(with_server_settings(root, kernel_start='"process"')).server.kernel_start == "process"
 
 
 # A real server ---------------------------------------------------------------------------------
@@ -168,8 +197,10 @@ def test_a_bad_limit_in_course_toml_says_which_and_what_to_write(tmp_path, key, 
 def link_server(tmp_path):
     servers = []
 
-    def start(**values) -> Server:
+    def start(session_pool: int | None = None, **values) -> Server:
         root = with_server_settings(make_course(tmp_path / f"course{len(servers)}"), **values)
+        if session_pool is not None:
+            with_session_pool(root, session_pool)
         server = Server(root, mode="link")
         servers.append(server)
         return server
@@ -196,6 +227,16 @@ def test_fifty_strangers_at_once_start_no_kernel(link_server):
     time.sleep(1)
     assert kernels(server) == pool, "a request without a valid link must not start or take a kernel"
     assert resident(server) - memory < 200 * MiB
+
+
+def test_a_session_with_a_larger_pool_serves_learners_arriving_together_from_it(link_server):
+    server = link_server(session_pool=3)
+    settled_pool(server)
+    urls = [f"{server.url}/session/1?{link(server.root, name)}" for name in ("ana", "bo", "cy")]
+    with ThreadPoolExecutor(3) as together:
+        assert [status for status, _ in together.map(get, urls)] == [200, 200, 200]
+    used = re.findall(r"Using pre-heated kernel: [0-9a-f-]+ for 01-every-activity", server.output())
+    assert len(used) == 3, "each of the three arrivals took a kernel that was already running"
 
 
 def test_a_learner_over_the_limits_gets_a_page_that_says_what_to_do(link_server):

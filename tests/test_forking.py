@@ -1,8 +1,7 @@
 """Kernels forked from a warm zygote (companion.forking) keep every guarantee of the learner path.
 
-A real ``companion serve`` of the fixture course with the provisioner chosen
-(``JUPYTER_DEFAULT_PROVISIONER_NAME=companion-fork``, what ``use_forking``'s
-configuration does), real Chromium, and psutil for the processes: pages open
+A real ``companion serve`` of the fixture course (forking is the default on
+Linux: ``[server] kernel_start``), real Chromium, and psutil for the processes: pages open
 and save, two learners get separate kernel processes, a killed kernel is
 restarted, the zygote dying takes neither the server nor the open pages down,
 and stopped kernels leave no zombie or orphan.
@@ -36,7 +35,7 @@ def forking(tmp_path_factory):
     root = make_course(tmp_path_factory.mktemp("forking") / "course")
     toml = root / "course" / "course.toml"
     toml.write_text(toml.read_text().replace("closed_page_seconds = 120", "closed_page_seconds = 10"))
-    server = Server(root, mode="link", learner="nobody", extra_env={"JUPYTER_DEFAULT_PROVISIONER_NAME": PROVISIONER_NAME})
+    server = Server(root, mode="link", learner="nobody")
     yield server
     server.stop()
 
@@ -145,6 +144,9 @@ def test_two_learners_pages_open_and_save_in_separate_forked_kernels(forking, ch
             wait_until(lambda: saved_text(store, learner) == f"{learner}'s own note", timeout=120, what=f"{learner}'s autosave")
             assert ids, "the page connected to its kernel"
             kernels[learner] = ids[0]
+            # Seen in ps, a forked kernel reads as the kernel it is, named by its connection file.
+            command = " ".join(psutil.Process(forked(forking)[ids[0]]).cmdline())
+            assert "-m ipykernel_launcher -f" in command and f"kernel-{ids[0]}.json" in command
             assert "ana's own note" not in page.content() if learner == "bea" else True, "nothing of ana's on bea's page"
         finally:
             context.close()

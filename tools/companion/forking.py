@@ -1,7 +1,7 @@
 """Kernels started by forking a warm process: a page's kernel costs a fork, not a Python start.
 
-Opt-in (``[server] kernel_start = "fork"``; :func:`use_forking` turns a Voila
-configuration over to it). Starting a kernel the usual way runs a new Python
+The default on Linux (``[server] kernel_start = "fork"``; ``"process"`` turns it
+off; :func:`use_forking` turns a Voila configuration over to it). Starting a kernel the usual way runs a new Python
 that imports ipykernel, ipywidgets, SQLAlchemy and the companion, about a CPU
 second per page, and each kernel holds its own copy of all that code. Here the
 server starts one *zygote* (``python -c 'companion.forking.zygote_main()'``)
@@ -40,6 +40,7 @@ from collections import OrderedDict
 from typing import Any
 
 from jupyter_client.provisioning.local_provisioner import LocalProvisioner
+from setproctitle import setproctitle
 
 PROVISIONER_NAME = "companion-fork"
 # What the zygote imports before it forks: a kernel's own modules and the pages' (activities, store).
@@ -168,6 +169,9 @@ def _child(request: dict, sock: socket.socket, pipes: tuple[int, int], server_pi
     """In the forked child: become the kernel the request describes, then exit."""
     code = 1
     try:
+        # Seen from outside (ps, /proc/<pid>/cmdline) the child would read as the zygote; it is the kernel.
+        # (Before the environment is replaced: setproctitle finds the room it needs beside it.)
+        setproctitle(" ".join([sys.executable, "-m", "ipykernel_launcher", *request["args"]]))
         signal.set_wakeup_fd(-1)
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
         signal.signal(signal.SIGINT, signal.default_int_handler)

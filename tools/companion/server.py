@@ -67,6 +67,10 @@ def voila_config(settings: Settings, port: int, host: str = "127.0.0.1") -> dict
     """Voila's traitlets configuration, generated from course.toml."""
     limits = settings.server
     pool = max(limits.preheated_kernels, 0)
+    # Each page keeps `pool` kernels ready (a session may ask for its own number, e.g. more for the one
+    # a cohort opens live), refilled the moment one is taken rather than a second later.
+    pools = {"default": {"pool_size": pool}}
+    pools.update({s.page: {"pool_size": s.preheated_kernels} for s in settings.sessions if s.preheated_kernels is not None})
     tornado_settings: dict = {"headers": {"Content-Security-Policy": content_security_policy(settings)}}
     config = {
         "Voila": {
@@ -78,7 +82,7 @@ def voila_config(settings: Settings, port: int, host: str = "127.0.0.1") -> dict
         },
         "VoilaConfiguration": {
             "template": TEMPLATE,
-            "preheat_kernel": pool > 0,
+            "preheat_kernel": any(p["pool_size"] > 0 for p in pools.values()),
             "default_pool_size": pool,
             "progressive_rendering": False,
             "show_tracebacks": False,
@@ -94,7 +98,7 @@ def voila_config(settings: Settings, port: int, host: str = "127.0.0.1") -> dict
             "cull_interval": max(2, min(60, limits.closed_page_seconds // 4)),
             "cull_connected": False,
         },
-        "CompanionKernelManager": {"pause_idle_seconds": limits.pause_idle_seconds},
+        "CompanionKernelManager": {"pause_idle_seconds": limits.pause_idle_seconds, "kernel_pools_config": pools, "fill_delay": 0},
         # Kernels talk to the server over Unix sockets named after each kernel. Over TCP, kernels
         # started at once (learners arriving together) can be handed the same free port: that
         # kernel dies, and its learner's page never arrives. (Nor is local TCP encrypted.)

@@ -33,6 +33,8 @@ from .errors import SettingsError
 from .identity import valid_username
 
 COURSE_FILE = Path("course") / "course.toml"
+# Kernels are forked from a warm process where Linux can watch a process through a pidfd; else started anew.
+KERNEL_START = "fork" if hasattr(os, "pidfd_open") else "process"
 ID_PATTERN = re.compile(r"^[a-z0-9]+(-[a-z0-9]+)*$")
 
 
@@ -52,6 +54,7 @@ class Session:
     notebook: str  # relative to the course root
     summary: str
     prepare: str
+    preheated_kernels: int | None = None  # this page's own pool of ready kernels; None: [server] preheated_kernels
 
     @property
     def page(self) -> str:
@@ -73,7 +76,7 @@ class ServerSettings:
     max_pages: int = 150  # open pages on the whole server; each holds about 120 MiB
     requests_per_minute: int = 120  # page requests per address (a whole office may share one)
     behind_proxy: bool = False  # a proxy forwards the requests: count addresses by its X-Forwarded-For
-    kernel_start: str = "process"  # "fork": kernels forked from a warm, pre-imported process (companion.forking)
+    kernel_start: str = KERNEL_START  # "fork": forked from a warm, pre-imported process (companion.forking); "process"
 
 
 @dataclass(frozen=True)
@@ -199,6 +202,7 @@ def load_settings(root: Path | str | None = None) -> Settings:
                 notebook=need(item, "notebook", str, where),
                 summary=item.get("summary", ""),
                 prepare=item.get("prepare", ""),
+                preheated_kernels=_pool(item, where, path),
             )
         )
     ids = [s.id for s in sessions]
@@ -207,8 +211,8 @@ def load_settings(root: Path | str | None = None) -> Settings:
     server = data.get("server", {})
     if not isinstance(server.get("https", False), bool):
         raise SettingsError(f"{path}: [server] https is {server['https']!r}; write true or false, without quotes.")
-    if server.get("kernel_start", "process") not in ("process", "fork"):
-        raise SettingsError(f'{path}: [server] kernel_start is {server["kernel_start"]!r}; write "process" (the default) or "fork".')
+    if server.get("kernel_start", KERNEL_START) not in ("process", "fork"):
+        raise SettingsError(f'{path}: [server] kernel_start is {server["kernel_start"]!r}; write "fork" (the default on Linux) or "process".')
     facilitators = server.get("facilitators", [])
     if not isinstance(facilitators, list) or not all(isinstance(f, str) and valid_username(f) for f in facilitators):
         raise SettingsError(
@@ -234,7 +238,7 @@ def load_settings(root: Path | str | None = None) -> Settings:
             https=server.get("https", False),
             facilitators=tuple(facilitators),
             behind_proxy=_typed(server, "behind_proxy", bool, False, "[server]", path),
-            kernel_start=server.get("kernel_start", "process"),
+            kernel_start=server.get("kernel_start", KERNEL_START),
             **_limits(server, path),
         ),
         email=email,
@@ -250,6 +254,16 @@ def _typed(table: dict, key: str, kind: type, default, where: str, path: Path):
         example = {bool: "true or false, without quotes", int: "a whole number", str: "text in quotes"}[kind]
         raise SettingsError(f"{path}: {where} {key} is {value!r}; write {example}.")
     return value
+
+
+def _pool(session: dict, where: str, path: Path) -> int | None:
+    """A session's own ``preheated_kernels`` (None when it has none): a whole number, 0 or more."""
+    if "preheated_kernels" not in session:
+        return None
+    count = _typed(session, "preheated_kernels", int, 0, where, path)
+    if count < 0:
+        raise SettingsError(f"{path}: {where} preheated_kernels is {count}; write 0 (start kernels as pages open) or more.")
+    return count
 
 
 LIMITS = ("closed_page_seconds", "pause_idle_seconds", "pages_per_learner", "max_pages", "requests_per_minute")
