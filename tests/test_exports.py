@@ -585,6 +585,15 @@ def assorted(store_url, tmp_path):
     return store, catalog
 
 
+def _written_as_before(store, catalog, tmp_path, supervisors: int) -> dict[str, dict]:
+    """The evaluation CSV, checked byte for byte against the reference, as rows by username."""
+    before, after = tmp_path / "before.csv", tmp_path / "after.csv"
+    _reference_csv(store, catalog, before)
+    assert write_evaluation(store, catalog, after) == supervisors
+    assert after.read_bytes() == before.read_bytes()
+    return {row["username"]: row for row in csv.DictReader(after.open(newline="", encoding="utf-8"))}
+
+
 def _names(store) -> dict[int, str]:
     return {row[0]: row[1] for row in store.roster_rows()}
 
@@ -661,11 +670,7 @@ def test_when_two_activities_feed_the_same_cells_the_latest_saved_wins(store_url
     store.bulk_save([assess("ben", "s1-start-cultural-proficiency", 1.0, early)])
     store.bulk_save([assess("ben", "s2-retake-cultural-proficiency", 4.0, early)])
 
-    before, after = tmp_path / "before.csv", tmp_path / "after.csv"
-    _reference_csv(store, catalog, before)
-    assert write_evaluation(store, catalog, after) == 2
-    assert after.read_bytes() == before.read_bytes()
-    rows = {row["username"]: row for row in csv.DictReader(after.open(newline="", encoding="utf-8"))}
+    rows = _written_as_before(store, catalog, tmp_path, 2)
     assert rows["ana"]["cultural_proficiency_start"] == "3.0" and rows["ana"]["rating_cultural_proficiency_1_start"] == "3"
     assert rows["ana"]["goal_transformational_value_target"] == "later" and rows["ana"]["goals_set"] == "2"
     assert rows["ben"]["cultural_proficiency_start"] == "1.0" and rows["ben"]["rating_cultural_proficiency_4_start"] == "1"
@@ -678,12 +683,7 @@ def test_the_evaluation_csv_is_byte_for_byte_what_it_was_before_the_bulk_reads(a
         toml = tmp_path / "course" / "course" / "course.toml"
         toml.write_text(toml.read_text() + "\n[coaching]\ngoals_in_evaluation_record = true\n")
         catalog = load_catalog(load_settings(tmp_path / "course"))
-    before, after = tmp_path / "before.csv", tmp_path / "after.csv"
-    _reference_csv(store, catalog, before)
-    assert write_evaluation(store, catalog, after) == 5
-    assert after.read_bytes() == before.read_bytes()
-
-    rows = {row["username"]: row for row in csv.DictReader(after.open(newline="", encoding="utf-8"))}
+    rows = _written_as_before(store, catalog, tmp_path, 5)
     assert rows["ben"]["name"] == "'=HYPERLINK(\"http://x\")" and rows["ben"]["email"] == "'@ben"
     assert rows["ben"]["cohort"] == "'+cohort" and rows["ben"]["department"] == "'-dept"
     assert rows["dee"]["name"] == "' =1+1" and rows["dee"]["cohort"] == "'＝full width" and rows["dee"]["department"] == "'\tTabbed"
