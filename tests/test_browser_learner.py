@@ -181,7 +181,8 @@ def test_page_kernels_talk_to_the_server_over_unix_sockets_not_tcp_ports(server,
     page.on("websocket", lambda ws: sockets.append(ws.url))
     open_session(page, server.page("02-short.ipynb"))
     kernel_id = next(re.search(r"/api/kernels/([0-9a-f-]{36})/channels", url).group(1) for url in sockets if "/channels" in url)
-    arguments = Path(f"/proc/{kernel_pid(kernel_id)}/cmdline").read_bytes().split(b"\0")
+    # A forked kernel's command line is one title (setproctitle), so split on spaces too.
+    arguments = re.split(rb"[\0 ]+", Path(f"/proc/{kernel_pid(kernel_id)}/cmdline").read_bytes())
     connection = json.loads(Path(arguments[arguments.index(b"-f") + 1].decode()).read_text())
     assert connection["transport"] == "ipc"
     assert page.get_by_label("One thing you noticed this week.").is_editable()
