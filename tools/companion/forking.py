@@ -165,6 +165,21 @@ def _reap(sock: socket.socket) -> None:
         _send(sock, {"exited": pid, "status": os.waitstatus_to_exitcode(status)})
 
 
+def _kernel_set_up() -> None:
+    """What the preloaded modules do when first imported inside a kernel, done now that this process is one.
+
+    The zygote imported them where there was no kernel, so their own set-up found
+    nothing to do: ipywidgets registers its comm targets (without them a page's
+    widget manager falls back to asking for each widget's state one by one), and
+    the companion keeps errors off the page (:func:`keep_errors_off_the_page`)."""
+    import ipywidgets
+
+    from companion.activities.workbook import keep_errors_off_the_page
+
+    ipywidgets.register_comm_target()
+    keep_errors_off_the_page()
+
+
 def _child(request: dict, sock: socket.socket, pipes: tuple[int, int], server_pid: int, server_fd: int) -> None:
     """In the forked child: become the kernel the request describes, then exit."""
     code = 1
@@ -198,7 +213,10 @@ def _child(request: dict, sock: socket.socket, pipes: tuple[int, int], server_pi
         # parent_handle 1: no parent poll, and no console banner (its default was read in the zygote's environment).
         args = [*request["args"], "--IPKernelApp.parent_handle=1"]
         sys.argv = [ipykernel_launcher.__file__, *args]
-        IPKernelApp.launch_instance(argv=args)
+        app = IPKernelApp.instance()  # what IPKernelApp.launch_instance does, with _kernel_set_up between
+        app.initialize(args)
+        _kernel_set_up()
+        app.start()
         code = 0
     except SystemExit as exit_:
         code = exit_.code if isinstance(exit_.code, int) else (0 if exit_.code is None else 1)
