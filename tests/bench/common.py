@@ -99,9 +99,20 @@ class Workspace:
     def db_url(self, home: Path) -> str:
         return f"sqlite:///{home / 'companion.db'}"
 
-    def companion(self, name: str = "companion-home") -> Server:
-        """``companion serve --mode link`` on the course, with its own data home (released on start)."""
-        return Server(self.root, mode="link", learner="nobody", extra_env={"COMPANION_SECRET": SECRET}, home=self.home(name))
+    def companion(self, name: str = "companion-home", session_pool: int | None = None) -> Server:
+        """``companion serve --mode link`` on the course, with its own data home (released on start).
+
+        ``session_pool``: session 1 keeps that many kernels ready (its own ``preheated_kernels``, as
+        an administrator sets it for the session a cohort opens together), on a copy of the course."""
+        root = self.root
+        if session_pool is not None:
+            root = self.folder / f"course-pool-{session_pool}"
+            if not root.exists():
+                shutil.copytree(self.root, root)
+                toml = root / "course" / "course.toml"
+                text = toml.read_text(encoding="utf-8")
+                toml.write_text(text.replace('id = "s1"\n', f'id = "s1"\npreheated_kernels = {session_pool}\n', 1), encoding="utf-8")
+        return Server(root, mode="link", learner="nobody", extra_env={"COMPANION_SECRET": SECRET}, home=self.home(name))
 
     def released_page(self, released_from: Server | None = None) -> Path:
         """The session page as released: copied from ``released_from``'s site folder, or from one
