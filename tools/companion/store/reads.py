@@ -8,7 +8,7 @@ store only here, and only as the methods' docstrings say.
 from __future__ import annotations
 
 from datetime import datetime, timezone
-from typing import Any, Iterator
+from typing import Iterator
 
 from sqlalchemy import String, Text, and_, case, cast, func, or_, select
 
