@@ -235,7 +235,7 @@ def test_an_older_backup_is_upgraded_as_it_is_restored(course, tmp_path, capsys)
     with database.engine.begin() as connection:
         connection.exec_driver_sql("INSERT INTO learners (username, name, email, cohort, department, extra, created_at) "
                                    "VALUES ('ana', 'Ana', '', 'Winter', '', '{}', '2024-01-01 00:00:00')")
-    database.engine.dispose()
+    database.close()
     assert main(["restore", str(old)]) == 0
     out = capsys.readouterr().out
     assert f"its schema upgraded from revision 0003 to {HEAD_REVISION}: 1 learner, 0 responses, 0 events." in out
@@ -271,5 +271,5 @@ def test_for_postgresql_the_commands_say_which_pg_dump_and_pg_restore_to_run_and
     subprocess.run(shlex.split(pg_dump), check=True, capture_output=True)
     store.save("ana", "s1", "s1-why", "responded", {"text": "Changed after the dump"})
     subprocess.run(shlex.split(pg_restore), check=True, capture_output=True)
-    store.engine.dispose()
+    store.close()
     assert store.response("ana", "s1-why").value == {"text": "Kept in PostgreSQL"}

@@ -6,7 +6,7 @@ import multiprocessing
 import subprocess
 import sys
 from dataclasses import replace
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -185,6 +185,30 @@ def _progress_rows(store: Store) -> list[tuple]:
                               .order_by(ProgressRow.learner_id, ProgressRow.session_id)).all()
         learners = db.execute(select(LearnerRow.id, LearnerRow.sessions_completed, LearnerRow.started).order_by(LearnerRow.id)).all()
     return [tuple(row) for row in progress] + [tuple(row) for row in learners]
+
+
+def test_a_save_writes_the_learners_row_only_when_a_count_changes_or_last_active_is_a_minute_old(store_url, monkeypatch):
+    """Most page saves leave the learner's row alone (on SQLite, two pages fewer to write inside the lock):
+    their "last active" stays within a minute of their last save, and their sessions completed stay exact."""
+    import companion.store.saves as saves
+
+    store = open_store(store_url)
+    rule = SessionRule("s1", ("s1-a0",), "s1-complete", ("s1", "s2"), "v1")
+    start = datetime(2026, 3, 2, 9, 0, tzinfo=timezone.utc)
+    clock = [start]
+    monkeypatch.setattr(saves, "utcnow", lambda: clock[0])
+
+    def save(activity: str, seconds: float) -> tuple:
+        clock[0] = start + timedelta(seconds=seconds)
+        store.save("ana", "s1", activity, "responded", {"at": seconds}, done=True, rule=rule)
+        return store.last_active()["ana"], _progress_rows(store)[-1][1:]
+
+    assert save("s1-a0", 0) == (start, (0, True)), "the first save writes the row"
+    assert save("s1-a0", 30) == (start, (0, True)), "30 s later, nothing changed: the row is left alone"
+    assert save("s1-complete", 45) == (start + timedelta(seconds=45), (1, True)), "a session completed is written at once"
+    assert save("s1-a0", 100) == (start + timedelta(seconds=45), (1, True))
+    assert save("s1-a0", 106) == (start + timedelta(seconds=106), (1, True)), "over a minute since the last write: written"
+    assert [e.value["at"] for e in store.events()] == [0, 30, 45, 100, 106], "every save is still an event"
 
 
 def test_pages_saving_at_once_lose_nothing_see_each_others_changes_and_keep_progress_current(store_url):

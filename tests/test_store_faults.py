@@ -170,7 +170,7 @@ def test_a_store_damaged_while_open_is_refused_without_its_path(tmp_path):
     path = tmp_path / "companion.db"
     store = open_store(f"sqlite:///{path}")
     store.save("ana", "s1", "s1-why", "responded", {"text": "kept"})
-    store.engine.dispose()
+    store.close()
     path.write_bytes(b"\x07" * 8192)
     for sidecar in ("-wal", "-shm"):
         Path(f"{path}{sidecar}").unlink(missing_ok=True)

@@ -295,7 +295,7 @@ def _upgrade(path: Path) -> None:
     try:
         database.upgrade()
     finally:
-        database.engine.dispose()
+        database.close()
 
 
 def _match_page_size(source: sqlite3.Connection, destination: sqlite3.Connection) -> None:

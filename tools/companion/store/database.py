@@ -19,9 +19,11 @@ under a lock, so many processes may open a store at once.
 from __future__ import annotations
 
 import fcntl
+import functools
 import logging
 import os
 import sys
+import threading
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
@@ -33,6 +35,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import Session, sessionmaker
 
 from ..errors import StoreError, StoreUnavailable
+from .turns import Turns
 
 READ_ONLY = "companion_read_only"  # a connection option: this transaction only reads
 BUSY_SECONDS = 60  # SQLite: how long a writer queues for the write lock before it is told the store is busy
@@ -110,7 +113,9 @@ def _reason(error: BaseException) -> str:
     return words.splitlines()[0] if words else error.__class__.__name__
 
 
-def _sqlite_engine(url: str) -> Engine:
+def _sqlite_engine(url: str, waits: bool = True) -> Engine:
+    """An engine for the SQLite file at ``url``; ``waits=False``: its connections never wait for the write lock
+    (page saves, which wait in turn instead: companion.store.turns)."""
     engine = create_engine(url, connect_args={"timeout": BUSY_SECONDS, "check_same_thread": False})
 
     @event.listens_for(engine, "connect")
@@ -120,9 +125,9 @@ def _sqlite_engine(url: str) -> Engine:
         cursor = dbapi_connection.cursor()
         if make_url(url).database not in (None, "", ":memory:"):
             cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute(f"PRAGMA busy_timeout={int(BUSY_SECONDS * 1000)}")
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute(f"PRAGMA busy_timeout={int(BUSY_SECONDS * 1000) if waits else 0}")
         cursor.close()
 
     @event.listens_for(engine, "begin")
@@ -143,10 +148,14 @@ class Database:
         except Exception:
             raise StoreError(f"'{url}' is not a database URL; set COMPANION_DB_URL to e.g. postgresql://user@host/db.")
         self.is_sqlite = parsed.get_backend_name() == "sqlite"
+        self._turns: Turns | None = None  # how page saves take a SQLite file's write lock
+        self._kept = threading.local()  # each thread's connection for saves to a SQLite file (Saves._kept_connection)
+        self._generation = 0  # bumped by close(): a kept connection from before is not used again
         if self.is_sqlite:
             database = parsed.database
             if database and database != ":memory:":
                 Path(database).parent.mkdir(parents=True, exist_ok=True)
+                self._turns = Turns(database)
             self.engine = _sqlite_engine(url)
         else:
             waits = parsed.get_driver_name() in ("psycopg2", "psycopg") and "connect_timeout" not in parsed.query
@@ -162,6 +171,24 @@ class Database:
         # Learner ids never change once committed, so a save need not look its learner up again.
         self._learner_ids: dict[str, int] = {}
         self._rule_checked: dict[str, float] = {}  # rule version -> when a save last checked it against store_meta
+
+    @functools.cached_property
+    def _saves_engine(self) -> Engine:
+        """The engine page saves write through: for a SQLite file, one whose connections take the write lock in turn."""
+        return _sqlite_engine(self.url, waits=False) if self._turns else self.engine
+
+    def close(self) -> None:
+        """Close the connections this store holds (its pools and this thread's for saves); it opens new ones when next used.
+
+        For when the database is replaced underneath (a restore) or a test damages it on purpose."""
+        kept = getattr(self._kept, "connection", None)
+        self._kept.connection = None
+        if kept is not None:
+            kept.invalidate()
+        self._generation += 1  # other threads take a new connection at their next save
+        self.engine.dispose()
+        if "_saves_engine" in self.__dict__:
+            self._saves_engine.dispose()
 
     def __repr__(self) -> str:
         return f"Store({make_url(self.url).render_as_string(hide_password=True)!r})"
