@@ -5,6 +5,7 @@ from __future__ import annotations
 import multiprocessing
 import sqlite3
 import struct
+import threading
 import time
 from pathlib import Path
 
@@ -118,3 +119,20 @@ def test_a_store_locked_from_outside_past_the_busy_time_is_reported_busy_and_the
     other.close()
     store.save("ana", "s1", "s1-why", "responded", {"text": "saved"})
     assert store.response("ana", "s1-why").value == {"text": "saved"}
+
+
+def test_without_a_usable_turns_file_saves_still_wait_for_the_lock_and_go_through(tmp_path, caplog):
+    path = tmp_path / "companion.db"
+    store = open_store(f"sqlite:///{path}")
+    Path(f"{path}-turns").mkdir()  # not a file this process can open
+    other = locked_by_another_program(path)
+    done = []
+    saver = threading.Thread(target=lambda: done.append(store.save("ana", "s1", "s1-why", "responded", {"text": "waited"})))
+    saver.start()
+    wait_until(lambda: "in no particular order" in caplog.text, what="the warning about the turns file")
+    assert not done, "the save waits while the lock is held"
+    other.execute("COMMIT")
+    other.close()
+    saver.join(timeout=60)
+    assert store.response("ana", "s1-why").value == {"text": "waited"}
+    assert "could not be opened" in caplog.text and str(path) in caplog.text, "the server log says which file and why"

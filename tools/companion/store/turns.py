@@ -25,6 +25,7 @@ locked from outside is reported as busy and the page tries again later.
 from __future__ import annotations
 
 import fcntl
+import logging
 import os
 import sqlite3
 import struct
@@ -37,6 +38,7 @@ POLL_SECONDS = 0.0001  # how often the save at the head of the queue tries the l
 _COUNTER = 0  # bytes 0-7: the next ticket
 _FIRST = 8  # ticket t waits on byte _FIRST + (t - 1) mod _SLOTS and holds _FIRST + t mod _SLOTS
 _SLOTS = 1 << 20
+_log = logging.getLogger("companion.store")
 
 
 class Turns:
@@ -53,10 +55,14 @@ class Turns:
         self._here = threading.Lock()  # record locks belong to a process: its own threads queue here first
 
     def begin(self, cursor: sqlite3.Cursor, busy_seconds: float) -> None:
-        """BEGIN IMMEDIATE on ``cursor``: at once if the lock is free, else in turn; "database is locked" after ``busy_seconds``."""
+        """BEGIN IMMEDIATE on ``cursor``: at once if the lock is free, else in turn; "database is locked" after ``busy_seconds``.
+
+        Without a usable turns file (a read-only folder, another user's file), the save still
+        tries until ``busy_seconds`` have passed, in no particular order."""
         if _begun(cursor):
             return
-        with self._turn() as pass_on:
+        fd = self._file()
+        with self._turn(fd) if fd is not None else _no_turn() as pass_on:
             deadline = time.monotonic() + busy_seconds
             while not _begun(cursor):
                 if time.monotonic() > deadline:
@@ -64,16 +70,25 @@ class Turns:
                 time.sleep(POLL_SECONDS)
             pass_on()
 
-    def _file(self) -> int:
-        if self._fd is None or self._pid != os.getpid():  # a forked kernel opens its own
-            self._fd, self._pid = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600), os.getpid()
+    def _file(self) -> int | None:
+        """This process's handle on the turns file, made beside the database (and owned by its owner) if need be."""
+        if self._pid == os.getpid():  # a forked kernel opens its own
+            return self._fd
+        self._fd, self._pid = None, os.getpid()
+        try:
+            self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)  # as SQLite makes its -wal and -shm
+            if os.geteuid() == 0:  # root (an administrator's command) leaves the file to the database's owner, as SQLite does
+                owner = os.stat(self.path.removesuffix("-turns"))
+                os.fchown(self._fd, owner.st_uid, owner.st_gid)
+        except OSError as error:
+            _log.warning("Saves to %s wait for the write lock in no particular order: %s could not be opened (%s).",
+                         self.path.removesuffix("-turns"), self.path, error.strerror or error)
         return self._fd
 
     @contextmanager
-    def _turn(self) -> Iterator:
+    def _turn(self, fd: int) -> Iterator:
         """Take a ticket and wait until every earlier ticket has had its turn; the block may pass the turn on early."""
         with self._here:
-            fd = self._file()
             fcntl.lockf(fd, fcntl.LOCK_EX, 8, _COUNTER)
             try:
                 counted = os.pread(fd, 8, _COUNTER)
@@ -98,6 +113,11 @@ class Turns:
                 yield pass_on
             finally:
                 pass_on()
+
+
+@contextmanager
+def _no_turn() -> Iterator:
+    yield lambda: None
 
 
 def _begun(cursor: sqlite3.Cursor) -> bool:
