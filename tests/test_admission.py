@@ -229,14 +229,20 @@ def test_fifty_strangers_at_once_start_no_kernel(link_server):
     assert resident(server) - memory < 200 * MiB
 
 
-def test_a_session_with_a_larger_pool_serves_learners_arriving_together_from_it(link_server):
+def test_a_session_with_a_larger_pool_serves_learners_arriving_together_from_it_and_refills_once_they_are_served(link_server):
     server = link_server(session_pool=3)
-    settled_pool(server)
+    pool = settled_pool(server)
     urls = [f"{server.url}/session/1?{link(server.root, name)}" for name in ("ana", "bo", "cy")]
     with ThreadPoolExecutor(3) as together:
         assert [status for status, _ in together.map(get, urls)] == [200, 200, 200]
     used = re.findall(r"Using pre-heated kernel: [0-9a-f-]+ for 01-every-activity", server.output())
     assert len(used) == 3, "each of the three arrivals took a kernel that was already running"
+    # Only the last ready kernel taken was replaced at once; the two others once every page was sent.
+    refill = "Refilling the pool of 01-every-activity.ipynb with 2 kernel(s), the server being free."
+    wait_until(lambda: refill in server.output(), what="the pool to be topped up")
+    log = server.output()
+    assert log.index(refill) > max(m.end() for m in re.finditer(r"Using pre-heated kernel: [0-9a-f-]+ for 01-every-activity", log))
+    wait_until(lambda: kernels(server) == pool + 3, what="three pages' kernels and a full pool again")
 
 
 def test_a_learner_over_the_limits_gets_a_page_that_says_what_to_do(link_server):

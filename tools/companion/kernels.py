@@ -15,23 +15,33 @@ two things to Jupyter's own manager:
   remembered as paused, so the page (companion.js asks ``/companion/paused/<id>``)
   can tell the learner so and offer to resume with one click. What the learner
   wrote is in the store, and anything unconfirmed in their browser.
+- **Refills when the server is free.** Voila replaces a pool's ready kernel
+  the moment a page takes it. When a cohort arrives together at a session that
+  keeps many kernels ready, those replacements start while the cohort's pages
+  are being made, and every learner waits longer. Here a kernel taken while
+  another is still ready is not replaced at once; the pool is topped up once no
+  page has been in the making for ``refill_quiet_seconds``
+  (:meth:`~CompanionKernelManager.taking`, :meth:`~CompanionKernelManager.page_made`).
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections import OrderedDict
 from datetime import timedelta
 
 from jupyter_server.services.kernels.kernelmanager import AsyncMappingKernelManager
 from jupyter_server.utils import ensure_async
-from traitlets import Integer
+from traitlets import Float, Integer
 
 # How many paused kernel ids are remembered (oldest forgotten first): a page asks within seconds.
 PAUSED_REMEMBERED = 10_000
 # A page's kernel with no browser connected is being loaded for this long after it was handed out;
 # after that, it is a closed page (a reloaded or closed tab).
 LOADING_SECONDS = 30
+# A pool whose refill waits for a quiet server is topped up after this long even if the server never is.
+LONGEST_REFILL_WAIT = 60
 
 
 class CompanionKernelManager(AsyncMappingKernelManager):
@@ -41,10 +51,19 @@ class CompanionKernelManager(AsyncMappingKernelManager):
         1800, config=True, help="Stop the kernel of a page left open but untouched for this long (0: never)."
     )
 
+    refill_quiet_seconds = Float(
+        2.0, config=True,
+        help="Top up a pool of ready kernels once no page has been in the making for this long; "
+        "until then a kernel taken while another is ready is not replaced (0: replace each at once).",
+    )
+
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
         self._owners: dict[str, tuple[str, float]] = {}  # kernel id -> (username, when handed out)
         self._paused: OrderedDict[str, float] = OrderedDict()
+        self._pool_targets: dict[str, int] = {}  # notebook -> its configured pool size, while a refill waits
+        self._making = 0  # pages being made right now
+        self._last_page = 0.0  # when a page was last taken or made (monotonic)
 
     # Owners -----------------------------------------------------------------
 
@@ -79,6 +98,48 @@ class CompanionKernelManager(AsyncMappingKernelManager):
         for kernel_id, (owner, since) in list(self._owners.items()):
             if owner == username and kernel_id in self._kernels and self._closed(kernel_id, since):
                 await ensure_async(self.shutdown_kernel(kernel_id))
+
+    # Refills ----------------------------------------------------------------
+
+    def taking(self, notebook: str) -> None:
+        """A page is about to take one of ``notebook``'s ready kernels: replace it now only if it is the last one ready.
+
+        Voila refills a pool up to its configured size right after a page takes a
+        kernel; while another kernel is ready, the size is lowered to what is left,
+        so nothing starts. :meth:`_top_up` puts it back when the server is free."""
+        pool = getattr(self, "_pools", {}).get(notebook)  # Voila's preheated pools
+        self._last_page = time.monotonic()
+        if not pool or self.refill_quiet_seconds <= 0:
+            return
+        ready = sum(1 for item in pool if item.done() and not item.cancelled() and item.exception() is None)
+        configured = self.kernel_pools_config
+        entry = configured.setdefault(notebook, dict(configured.get("default", {})))
+        self._pool_targets.setdefault(notebook, entry.get("pool_size", 1))
+        entry["pool_size"] = len(pool) - 1 if ready > 1 else len(pool)
+        asyncio.get_running_loop().call_later(LONGEST_REFILL_WAIT, self._top_up, True)
+
+    def page_making(self) -> None:
+        """A page request has begun (the page handler calls this, and :meth:`page_made` when it is sent)."""
+        self._making += 1
+
+    def page_made(self) -> None:
+        self._making -= 1
+        self._last_page = time.monotonic()
+        if self._making == 0 and self._pool_targets:
+            asyncio.get_running_loop().call_later(self.refill_quiet_seconds, self._top_up)
+
+    def _top_up(self, anyway: bool = False) -> None:
+        """Refill the pools that gave kernels away, if no page is being made and none was for ``refill_quiet_seconds``."""
+        quiet = self._making == 0 and time.monotonic() - self._last_page >= self.refill_quiet_seconds - 0.01
+        if not (quiet or anyway) or not self._pool_targets:
+            return
+        for notebook, target in list(self._pool_targets.items()):
+            self.kernel_pools_config[notebook]["pool_size"] = target
+            missing = target - len(getattr(self, "_pools", {}).get(notebook, ()))
+            if missing > 0:
+                self.log.info("Refilling the pool of %s with %d kernel(s), the server being free.", notebook, missing)
+                self.fill_if_needed(delay=0, notebook_name=notebook)
+        self._pool_targets.clear()
 
     # Stopping ---------------------------------------------------------------
 

@@ -203,6 +203,8 @@ class _OwnerRecorder:
         return getattr(self._manager, name)
 
     async def get_rendered_notebook(self, *args, **kwargs):
+        if hasattr(self._manager, "taking"):
+            self._manager.taking(kwargs.get("notebook_name") or args[0])
         task, cache, kernel_id = await self._manager.get_rendered_notebook(*args, **kwargs)
         self._manager.record_owner(kernel_id, self._username)
         return task, cache, kernel_id
@@ -279,7 +281,15 @@ def _page_handler():
             manager = self.settings["kernel_manager"]
             if answer.username and hasattr(manager, "stop_closed_pages"):
                 await manager.stop_closed_pages(answer.username)
-            await super().get(notebook)
+            making = getattr(manager, "page_making", None)
+            if making is None:
+                await super().get(notebook)
+                return
+            making()
+            try:
+                await super().get(notebook)
+            finally:
+                manager.page_made()
 
     return CompanionPage
 
