@@ -184,6 +184,34 @@ def test_a_bad_session_pool_says_what_to_write(tmp_path, count, said):
         load_settings(root)
 
 
+def test_the_kernel_that_replaces_a_taken_one_is_not_given_the_learners_link():
+    """Voila starts the replacement with the taking request's URL in its environment; it will serve someone else."""
+    import asyncio
+
+    from companion.server import _OwnerRecorder
+
+    class Pools:
+        def __init__(self):
+            self.asked, self.owners = [], {}
+
+        def taking(self, notebook):
+            self.asked.append(("taking", notebook))
+
+        async def get_rendered_notebook(self, notebook_name, extra_kernel_env_variables):
+            self.asked.append((notebook_name, extra_kernel_env_variables))  # Voila passes these to the refill
+            return "task", [], "kernel-1"
+
+        def record_owner(self, kernel_id, username):
+            self.owners[kernel_id] = username
+
+    pools = Pools()
+    url = "https://course.example.org/session/1?learner=ana.1900000000.c2lnbmF0dXJl"
+    taken = asyncio.run(_OwnerRecorder(pools, "ana").get_rendered_notebook(
+        notebook_name="01-every-activity.ipynb", extra_kernel_env_variables={"VOILA_REQUEST_URL": url}))
+    assert taken == ("task", [], "kernel-1") and pools.owners == {"kernel-1": "ana"}
+    assert pools.asked == [("taking", "01-every-activity.ipynb"), ("01-every-activity.ipynb", {})]
+
+
 def test_kernels_are_forked_unless_the_course_says_otherwise(tmp_path):
     root = make_course(tmp_path / "course")
     assert load_settings(root).server.kernel_start == "fork"

@@ -203,6 +203,9 @@ class _OwnerRecorder:
         return getattr(self._manager, name)
 
     async def get_rendered_notebook(self, *args, **kwargs):
+        """Take a ready kernel. Voila gives the kernel that replaces it this request's URL, which
+        holds this learner's personal link, in its environment; that kernel will serve someone else."""
+        kwargs["extra_kernel_env_variables"] = {}
         if hasattr(self._manager, "taking"):
             self._manager.taking(kwargs.get("notebook_name") or args[0])
         task, cache, kernel_id = await self._manager.get_rendered_notebook(*args, **kwargs)
