@@ -136,3 +136,17 @@ def test_without_a_usable_turns_file_saves_still_wait_for_the_lock_and_go_throug
     saver.join(timeout=60)
     assert store.response("ana", "s1-why").value == {"text": "waited"}
     assert "could not be opened" in caplog.text and str(path) in caplog.text, "the server log says which file and why"
+
+
+def test_a_store_opens_at_once_while_another_program_holds_the_write_lock(tmp_path):
+    """A page's first cell opens the store (reading its schema revision), whoever is writing."""
+    path = tmp_path / "companion.db"
+    url = f"sqlite:///{path}"
+    open_store(url).save("ana", "s1", "s1-why", "responded", {"text": "kept"})
+    other = locked_by_another_program(path)
+    began = time.monotonic()
+    store = open_store(url)
+    assert time.monotonic() - began < 5, "opening waited for the write lock"
+    assert store.response("ana", "s1-why").value == {"text": "kept"}
+    other.execute("COMMIT")
+    other.close()

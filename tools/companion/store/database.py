@@ -197,8 +197,9 @@ class Database:
     def session(self, write: bool = True) -> Iterator[Session]:
         """One transaction: committed when the block ends, rolled back on any error.
 
-        ``write=False`` for long reads: on SQLite they then take no write lock,
-        so learners' saves never wait behind a facilitator's dashboard."""
+        ``write=False`` for reads: on SQLite they then take no write lock, so
+        pages restoring work and a facilitator's dashboard never wait behind the
+        saves, nor the saves behind them."""
         db = self._sessions()
         try:
             with self._reported():
@@ -317,9 +318,11 @@ class Database:
                     connection.commit()
 
     def revision(self) -> str | None:
-        """The schema revision the database is at (None for an empty database)."""
+        """The schema revision the database is at (None for an empty database).
+
+        Read without SQLite's write lock, so a page opens while others save (or another program writes)."""
         try:
-            connection = self.engine.connect()
+            connection = self.engine.connect().execution_options(**{READ_ONLY: True})
         except SQLAlchemyError as error:
             raise self._unusable(error) from error
         with connection:

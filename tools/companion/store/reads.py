@@ -1,7 +1,9 @@
 """Reading: a learner's own work back, and the bulk reads behind the dashboard and the exports.
 
-Every read is one query (or a few, paged by id) in its own short transaction,
-through the same session helper as the saves. Values a learner wrote leave the
+Every read is one query (or a few, paged by id) in its own short read-only
+transaction (``session(write=False)``: on SQLite no write lock, so a page
+restoring its learner's work never waits behind the saves), through the same
+session helper as the saves. Values a learner wrote leave the
 store only here, and only as the methods' docstrings say.
 """
 
@@ -54,7 +56,7 @@ class Reads(Database):
     # Reading --------------------------------------------------------------
 
     def learner(self, username: str) -> Learner | None:
-        with self.session() as db:
+        with self.session(write=False) as db:
             row = db.scalar(select(LearnerRow).where(LearnerRow.username == username))
             if row is None:
                 return None
@@ -63,7 +65,7 @@ class Reads(Database):
 
     def responses(self, username: str, session_id: str | None = None) -> dict[str, Response]:
         """The learner's latest responses, by activity id."""
-        with self.session() as db:
+        with self.session(write=False) as db:
             query = (
                 select(ResponseRow)
                 .join(LearnerRow, LearnerRow.id == ResponseRow.learner_id)
@@ -74,7 +76,7 @@ class Reads(Database):
             return {row.activity_id: _response(username, row) for row in db.scalars(query)}
 
     def response(self, username: str, activity_id: str) -> Response | None:
-        with self.session() as db:
+        with self.session(write=False) as db:
             row = db.scalar(
                 select(ResponseRow)
                 .join(LearnerRow, LearnerRow.id == ResponseRow.learner_id)
@@ -84,7 +86,7 @@ class Reads(Database):
 
     def events(self, username: str | None = None) -> list[Event]:
         """Events in the order they happened, for one learner or everyone."""
-        with self.session() as db:
+        with self.session(write=False) as db:
             query = select(EventRow, LearnerRow.username).join(LearnerRow, LearnerRow.id == EventRow.learner_id)
             if username is not None:
                 query = query.where(LearnerRow.username == username)
@@ -94,7 +96,7 @@ class Reads(Database):
             ]
 
     def count_events(self) -> int:
-        with self.session() as db:
+        with self.session(write=False) as db:
             return db.scalar(select(func.count(EventRow.id)))
 
     # Reporting (bulk reads for the dashboard and exports) -------------------
@@ -108,7 +110,7 @@ class Reads(Database):
 
     def learners(self) -> list[Learner]:
         """Every learner (roster-imported or seen on a page), by username."""
-        with self.session() as db:
+        with self.session(write=False) as db:
             rows = db.execute(
                 select(LearnerRow.username, LearnerRow.name, LearnerRow.email, LearnerRow.cohort, LearnerRow.department)
                 .order_by(LearnerRow.username)
@@ -125,7 +127,7 @@ class Reads(Database):
             .join_from(_RESPONSES, _LEARNERS, _LEARNERS.c.id == _RESPONSES.c.learner_id)
             .group_by(_LEARNERS.c.username, _RESPONSES.c.session_id)
         )
-        with self.session() as db:
+        with self.session(write=False) as db:
             return [
                 (username, session_id, int(done or 0), _aware(completed) if completed is not None else None)
                 for username, session_id, done, completed in db.execute(query)
@@ -133,7 +135,7 @@ class Reads(Database):
 
     def last_active(self) -> dict[str, datetime]:
         """When each learner last did anything (opened a page, saved), by username."""
-        with self.session() as db:
+        with self.session(write=False) as db:
             rows = db.execute(select(_LEARNERS.c.username, _LEARNERS.c.last_active).where(_LEARNERS.c.last_active.is_not(None)))
             return {username: _aware(at) for username, at in rows}
 
@@ -141,7 +143,7 @@ class Reads(Database):
 
     def progress_version(self) -> str | None:
         """The rules the stored progress was built under (None: stale, rebuild it)."""
-        with self.session() as db:
+        with self.session(write=False) as db:
             return db.scalar(select(_META.c.value).where(_META.c.key == PROGRESS_RULE))
 
     def progress_summary(self, session_ids: list[str], cutoff: datetime, listed: int | None = None) -> ProgressSummary:
@@ -194,7 +196,7 @@ class Reads(Database):
 
     def latest_responses(self, activity_ids: list[str]) -> list[Response]:
         """Everyone's latest responses to these activities, values included (self-assessments, goals for the feed)."""
-        with self.session() as db:
+        with self.session(write=False) as db:
             rows = db.execute(
                 select(ResponseRow, LearnerRow.username)
                 .join(LearnerRow, LearnerRow.id == ResponseRow.learner_id)
@@ -252,7 +254,7 @@ class Reads(Database):
 
         ``visible`` names activities that are never private (goals and self-ratings):
         their values come whole. Reflections come only when shared."""
-        with self.session() as db:
+        with self.session(write=False) as db:
             rows = db.scalars(
                 select(ResponseRow)
                 .join(LearnerRow, LearnerRow.id == ResponseRow.learner_id)
@@ -267,7 +269,7 @@ class Reads(Database):
 
     def recently_shared(self, limit: int = 20) -> list[Response]:
         """The latest shared responses across learners, newest first, without their values."""
-        with self.session() as db:
+        with self.session(write=False) as db:
             rows = db.execute(
                 select(ResponseRow, LearnerRow.username)
                 .join(LearnerRow, LearnerRow.id == ResponseRow.learner_id)
@@ -284,7 +286,7 @@ class Reads(Database):
         """Every event with its learner, in the order they happened, read ``batch`` at a time."""
         last = 0
         while True:
-            with self.session() as db:
+            with self.session(write=False) as db:
                 rows = db.execute(
                     select(
                         EventRow.id, EventRow.session_id, EventRow.activity_id, EventRow.verb, EventRow.value, EventRow.at,
