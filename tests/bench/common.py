@@ -325,6 +325,31 @@ def wait_idle(pid: int, share: float = 0.05, window: float = 1.0, timeout: float
     return time.monotonic() - started
 
 
+def _cpu_times() -> tuple[float, float]:
+    """(idle, total) jiffies of all cores so far, from /proc/stat."""
+    fields = [float(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    return fields[3] + fields[4], sum(fields)
+
+
+def quiet_machine(busy: float = 0.1, window: float = 0.5, timeout: float = 120) -> float:
+    """Write back what the page cache still holds (``os.sync``), then poll until every core together is
+    busy under ``busy`` of the time over ``window`` s; returns the seconds waited.
+
+    The store figures write hundreds of megabytes each; without this, a figure's
+    checkpoints share the disk with the write-back of the one before it."""
+    started = time.monotonic()
+    os.sync()
+    idle, total = _cpu_times()
+    while time.monotonic() - started < timeout:
+        time.sleep(window)
+        now_idle, now_total = _cpu_times()
+        if now_total > total and 1 - (now_idle - idle) / (now_total - total) < busy:
+            return time.monotonic() - started
+        idle, total = now_idle, now_total
+    log(f"  (the machine was still busy after {timeout:.0f} s; measuring anyway)")
+    return time.monotonic() - started
+
+
 def browser_cpu(exclude: set[int]) -> float:
     """CPU seconds used so far by this process's children other than ``exclude`` (the servers):
     Playwright's driver and the Chromium it started."""

@@ -3,7 +3,8 @@
 Each writer is its own process (as each learner's page has its own kernel) and
 calls the product's ``Store.save`` with its session's rule, as a page does (an
 event, the latest response and the learner's progress, one transaction) in a loop: all start together, stop at the same deadline, and
-report how many saves returned. Afterwards the events table must hold exactly
+report how many saves returned. They start once the machine is quiet (the page
+cache written back, the cores idle: :func:`common.quiet_machine`). Afterwards the events table must hold exactly
 that many events, and each writer's events must be its sequence 0..n-1 in order.
 """
 
@@ -12,7 +13,7 @@ from __future__ import annotations
 import multiprocessing
 import time
 
-from common import summary
+from common import quiet_machine, summary
 
 
 def _writer(url: str, writer: int, ready, start_at, seconds: float, results) -> None:
@@ -47,6 +48,7 @@ def throughput(url: str, writers: int = 16, seconds: float = 10.0) -> dict:
         process.start()
     for _ in processes:  # every writer has imported the package and opened the store
         ready.get(timeout=300)
+    settled = quiet_machine()  # not in the wake of the figure before (its write-back, its processes exiting)
     started = time.monotonic()
     start_at.set()
     reports = [results.get(timeout=seconds + 300) for _ in processes]
@@ -73,5 +75,6 @@ def throughput(url: str, writers: int = 16, seconds: float = 10.0) -> dict:
         "in_order": in_order,
         "exit_codes": [p.exitcode for p in processes],
         "per_second": saved / seconds,
+        "settled_seconds": settled,
         "latency": summary(latencies),
     }
