@@ -194,6 +194,15 @@ def wait_until(condition, timeout: float = 60, what: str = "the condition"):
     raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
+def held(path: Path):
+    """Another program's view of a SQLite store: a connection holding its write lock until it commits."""
+    import sqlite3
+
+    other = sqlite3.connect(path, isolation_level=None, timeout=5)
+    other.execute("BEGIN EXCLUSIVE")
+    return other
+
+
 # PostgreSQL -------------------------------------------------------------------
 
 

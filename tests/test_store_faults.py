@@ -17,7 +17,7 @@ import pytest
 
 from companion.errors import StoreError, StoreUnavailable
 from companion.store import database, open_store
-from conftest import _postgres_bin, free_port
+from conftest import _postgres_bin, free_port, held
 
 SQL_WORDS = ("SELECT", "INSERT", "UPDATE", "BEGIN", "sqlite", "postgresql", "psycopg", "OperationalError", "127.0.0.1")
 
@@ -68,13 +68,6 @@ def own_postgres():
 def quick_lock(monkeypatch):
     """SQLite writers wait 0.3 s for the write lock, not a minute, so a held lock is seen at once."""
     monkeypatch.setattr(database, "BUSY_SECONDS", 0.3)
-
-
-def held(path: Path) -> sqlite3.Connection:
-    """Another process's view: a connection holding the SQLite file's exclusive lock until it commits."""
-    other = sqlite3.connect(path, isolation_level=None, timeout=5)
-    other.execute("BEGIN EXCLUSIVE")
-    return other
 
 
 def assert_plain(message: str, *hidden: str) -> None:

@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import held, wait_until
 
 from companion.store import open_store
 
@@ -31,21 +32,6 @@ def tickets_taken(database: Path) -> int:
     return struct.unpack("<Q", counted)[0] if len(counted) == 8 else 0
 
 
-def wait_until(condition, what: str, seconds: float = 60.0) -> None:
-    deadline = time.monotonic() + seconds
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"gave up waiting for {what}")
-        time.sleep(0.02)
-
-
-def locked_by_another_program(path: Path) -> sqlite3.Connection:
-    """A connection from outside the companion holding the file's write lock until it commits."""
-    other = sqlite3.connect(path, isolation_level=None, timeout=5)
-    other.execute("BEGIN EXCLUSIVE")
-    return other
-
-
 def queue_savers(url: str, path: Path, learners: list[str], results) -> tuple[list, sqlite3.Connection]:
     """One process per learner with the store open; then another program locks the store, and each
     learner saves, one after the other, each once the one before has queued behind the lock."""
@@ -56,7 +42,7 @@ def queue_savers(url: str, path: Path, learners: list[str], results) -> tuple[li
         process.start()
     for _ in learners:
         ready.get(timeout=120)
-    other = locked_by_another_program(path)
+    other = held(path)
     for learner, go in zip(learners, starts):
         before = tickets_taken(path)
         go.set()
@@ -110,7 +96,7 @@ def test_a_store_locked_from_outside_past_the_busy_time_is_reported_busy_and_the
     monkeypatch.setattr(database, "BUSY_SECONDS", 0.3)
     path = tmp_path / "companion.db"
     store = open_store(f"sqlite:///{path}")
-    other = locked_by_another_program(path)
+    other = held(path)
     began = time.monotonic()
     with pytest.raises(StoreUnavailable, match="could not be reached just now"):
         store.save("ana", "s1", "s1-why", "responded", {"text": "waits"})
@@ -125,7 +111,7 @@ def test_without_a_usable_turns_file_saves_still_wait_for_the_lock_and_go_throug
     path = tmp_path / "companion.db"
     store = open_store(f"sqlite:///{path}")
     Path(f"{path}-turns").mkdir()  # not a file this process can open
-    other = locked_by_another_program(path)
+    other = held(path)
     done = []
     saver = threading.Thread(target=lambda: done.append(store.save("ana", "s1", "s1-why", "responded", {"text": "waited"})))
     saver.start()
@@ -143,7 +129,7 @@ def test_a_store_opens_at_once_while_another_program_holds_the_write_lock(tmp_pa
     path = tmp_path / "companion.db"
     url = f"sqlite:///{path}"
     open_store(url).save("ana", "s1", "s1-why", "responded", {"text": "kept"})
-    other = locked_by_another_program(path)
+    other = held(path)
     began = time.monotonic()
     store = open_store(url)
     assert time.monotonic() - began < 5, "opening waited for the write lock"

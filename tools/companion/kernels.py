@@ -114,9 +114,10 @@ class CompanionKernelManager(AsyncMappingKernelManager):
         ready = sum(1 for item in pool if item.done() and not item.cancelled() and item.exception() is None)
         configured = self.kernel_pools_config
         entry = configured.setdefault(notebook, dict(configured.get("default", {})))
+        if not self._pool_targets:  # the first refill put off since the last top-up: its latest time
+            asyncio.get_running_loop().call_later(LONGEST_REFILL_WAIT, self._top_up, True)
         self._pool_targets.setdefault(notebook, entry.get("pool_size", 1))
         entry["pool_size"] = len(pool) - 1 if ready > 1 else len(pool)
-        asyncio.get_running_loop().call_later(LONGEST_REFILL_WAIT, self._top_up, True)
 
     def page_making(self) -> None:
         """A page request has begun (the page handler calls this, and :meth:`page_made` when it is sent)."""

@@ -284,15 +284,14 @@ def _page_handler():
             manager = self.settings["kernel_manager"]
             if answer.username and hasattr(manager, "stop_closed_pages"):
                 await manager.stop_closed_pages(answer.username)
-            making = getattr(manager, "page_making", None)
-            if making is None:
-                await super().get(notebook)
-                return
-            making()
+            counts = hasattr(manager, "page_making")  # pages being made put off the pools' refills
+            if counts:
+                manager.page_making()
             try:
                 await super().get(notebook)
             finally:
-                manager.page_made()
+                if counts:
+                    manager.page_made()
 
     return CompanionPage
 

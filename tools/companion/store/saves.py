@@ -245,7 +245,7 @@ class Saves(Database):
                 event.bind(dict(learner_id=learner, session_id=session_id, activity_id=activity_id, verb=verb, value=value, at=now)),
                 response.bind(fresh),
                 progress.bind({"learner": learner}) if keeps_progress else None,
-                after.bind({"learner": learner, "at": now, "stale": now - ACTIVE_PRECISION} if keeps_progress else {"learner": learner, "at": now}),
+                after.bind({"learner": learner, "at": now, "stale": now - ACTIVE_PRECISION}),  # the touch needs no "stale"
             ]
 
         learner_id = self._learner_ids.get(username)

@@ -49,6 +49,7 @@ class Turns:
     """
 
     def __init__(self, database: str):
+        self.database = database
         self.path = database + "-turns"
         self._fd: int | None = None
         self._pid: int | None = None
@@ -78,11 +79,11 @@ class Turns:
         try:
             self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)  # as SQLite makes its -wal and -shm
             if os.geteuid() == 0:  # root (an administrator's command) leaves the file to the database's owner, as SQLite does
-                owner = os.stat(self.path.removesuffix("-turns"))
+                owner = os.stat(self.database)
                 os.fchown(self._fd, owner.st_uid, owner.st_gid)
         except OSError as error:
             _log.warning("Saves to %s wait for the write lock in no particular order: %s could not be opened (%s).",
-                         self.path.removesuffix("-turns"), self.path, error.strerror or error)
+                         self.database, self.path, error.strerror or error)
         return self._fd
 
     @contextmanager
