@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from companion.activities import Choice, Scenario, Workbook
+import pytest
+from IPython.core.interactiveshell import InteractiveShell
+
+from companion.activities import Choice, Reflection, Scenario, SessionComplete, Workbook
+from companion.activities import workbook as workbook_module
 from companion.activities.page import shuffled
 from companion.catalog import load_catalog
 
@@ -90,3 +94,70 @@ def test_a_choice_is_graded_by_its_text_and_a_label_changed_in_the_browser_is_no
     forged = several.boxes[0]
     forged.description, forged.value = "An answer the notebook never offered", True
     assert several.selected() == []
+
+
+def build(activity_id: str):
+    """An activity of the fixture course as its notebook declares it."""
+    declared = load_catalog().activity(activity_id)
+    return {"Reflection": Reflection, "Scenario": Scenario, "SessionComplete": SessionComplete}[declared.kind](activity_id, **declared.args)
+
+
+@pytest.fixture
+def preheated(monkeypatch):
+    """A kernel as Voila preheats it: it runs the notebook before any page asks; ``asked`` counts reads of the request."""
+    asked = []
+    monkeypatch.setenv("VOILA_PREHEAT", "True")
+    monkeypatch.setattr(workbook_module, "_query_string", lambda: asked.append("query") or "")
+    return asked
+
+
+def test_a_preheated_page_builds_every_activity_before_its_request_and_fills_them_for_the_learner_who_opens_it(course, monkeypatch):
+    monkeypatch.setenv("COMPANION_LEARNER", "ana")
+    Workbook("s2")
+    earlier = build("s2-note")
+    earlier.text.value = "What I wrote last week."
+    earlier.save_now()
+
+    asked = []
+    monkeypatch.setenv("VOILA_PREHEAT", "True")
+    monkeypatch.setattr(workbook_module, "_query_string", lambda: asked.append("query") or "")
+    workbook = Workbook("s2")
+    note, case = build("s2-note"), build("s2-case-note")
+    assert asked == [] and not workbook.ready, "no learner is known before the page's request"
+    assert note.children == () and case.children == () and note.text.value == ""
+    finish = build("s2-complete")  # the session's last activity: the page's request is read here, once
+    assert asked == ["query"] and workbook.ready and workbook.username == "ana"
+    assert 'data-learner="ana"' in workbook.children[0].value
+    assert note.text.value == "What I wrote last week." and note.text in note.children
+    texts = [c["choice"] for c in load_catalog().activity("s2-case-note").args["steps"][0]["choices"]]
+    assert list(case.picker.options) == shuffled(texts, "ana", "s2-case-note:first")
+    assert "Every required activity is done" in finish.todo.value and not finish.complete.disabled
+
+
+def test_a_cell_that_fails_before_the_last_activity_still_fills_the_activities_built(course, monkeypatch, preheated):
+    monkeypatch.setenv("COMPANION_LEARNER", "bea")
+    shell = InteractiveShell.instance()
+    try:
+        workbook = Workbook("s2")
+        note = build("s2-note")
+        shell.run_cell("1 + 1")
+        assert not workbook.opened and note.children == ()
+        shell.run_cell("raise ValueError('a broken cell')")
+        assert workbook.ready and workbook.username == "bea" and note.text in note.children
+        assert preheated == ["query"]
+    finally:
+        InteractiveShell.clear_instance()
+
+
+def test_a_preheated_keyed_question_shows_its_options_in_the_order_of_the_learner_who_opens_it(course, monkeypatch, preheated):
+    monkeypatch.setenv("COMPANION_LEARNER", "bea")
+    right = "Success for each child and eliminate the opportunity gap by leading with racial equity"
+    workbook = Workbook("s1")
+    declared = load_catalog().activity("s1-end")
+    single = Choice("s1-end", **declared.args)
+    several = Choice("s1-end", **{**declared.args, "multiple": True, "answer": [right]})
+    assert list(single.picker.options) == single.options, "no learner yet: the written order"
+    workbook.identify()
+    assert list(single.picker.options) == shuffled(single.options, "bea", "s1-end") != single.options
+    assert [box.description for box in several.picker.children] == shuffled(several.options, "bea", "s1-end")
+    assert single.picker.value is None

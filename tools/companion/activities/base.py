@@ -72,10 +72,23 @@ class Activity(widgets.VBox):
         return {field: str(value.get(field) or "") for field in self.TEXT_FIELDS}
 
     def _show(self, *controls: widgets.Widget) -> None:
-        """Put the controls on the page and fill them with what was saved."""
+        """Put the controls on the page, filled with what the learner saved, once the learner is known.
+
+        Called at the end of each activity's ``__init__``; in a preheated kernel the
+        filling waits for the page's request (see :class:`Workbook`)."""
+        self._controls = controls
+        self.workbook.place(self)
+
+    def _personalise(self) -> None:
+        """Arrange the controls for this learner (their own order of options) before they are filled."""
+
+    def _fill(self) -> None:
+        """Show the controls with what the learner saved; nothing when the learner is not known."""
+        controls = self._controls
         if not self.workbook.ready:
             self.children = ()
             return
+        self._personalise()
         try:
             saved = self.workbook.store.response(self.workbook.username, self.activity_id)
             if saved is not None:

@@ -39,10 +39,13 @@ class SessionComplete(Activity):
         self.complete.on_click(lambda _: self.submit())
         self.completed = False
         self.workbook.on_save(self.refresh)
-        self._show(widgets.HTML("<h2>Finish this session</h2>"), self.todo, self.useful, self.improve, self.complete)
         self.useful.observe(self._edited, "value")
         self.improve.observe(self._edited, "value")
-        self.refresh()
+        self._show(widgets.HTML("<h2>Finish this session</h2>"), self.todo, self.useful, self.improve, self.complete)
+
+    def _fill(self) -> None:
+        super()._fill()
+        self.refresh()  # what this learner still has to do
 
     def remaining(self) -> list:
         if not self.workbook.ready:

@@ -53,19 +53,29 @@ class Choice(Activity):
         self.multiple = multiple
         self.option_feedback = feedback or {}
         self.question = _paragraph(question)
-        # A keyed question's options come in the learner's own order, so the answer cannot be guessed
-        # from its place; a self-placement keeps the written order (it is often a scale).
-        shown = shuffled(self.options, self.workbook.username or "", activity_id) if answer is not None else self.options
         if multiple:
-            self.boxes = [widgets.Checkbox(value=False, description=option, indent=False) for option in shown]
+            self.boxes = [widgets.Checkbox(value=False, description=option, indent=False) for option in self.options]
             self.picker = widgets.VBox(self.boxes)
             self.picker.add_class("companion-checkboxes")
         else:
-            self.picker = widgets.RadioButtons(options=shown, value=None, description="Your answer")
+            self.picker = widgets.RadioButtons(options=self.options, value=None, description="Your answer")
         self.check = widgets.Button(description="Check my answer" if answer is not None else "Save my answer", button_style="primary")
         self.result = widgets.HTML("")
         self.check.on_click(lambda _: self.submit())
         self._show(self.question, self.picker, self.check, self.result)
+
+    def _personalise(self) -> None:
+        # A keyed question's options come in the learner's own order, so the answer cannot be guessed
+        # from its place; a self-placement keeps the written order (it is often a scale).
+        if self.answer is None:
+            return
+        shown = shuffled(self.options, self.workbook.username or "", self.activity_id)
+        if self.multiple:
+            self.boxes.sort(key=lambda box: shown.index(box.description))
+            self.picker.children = tuple(self.boxes)
+        else:
+            self.picker.options = shown
+            self.picker.value = None
 
     def selected(self) -> list[str]:
         """The chosen options, by their text as the notebook declares them (a label changed in the browser is not one)."""

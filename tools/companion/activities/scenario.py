@@ -74,7 +74,6 @@ class Scenario(Activity):
         self.closing = widgets.VBox([self.reflection, self.again])
         self.closing.add_class("companion-step-end")
         self._show(self.opening, self.story, self.current, self.closing)
-        self._render()
 
     # Where the learner is -----------------------------------------------------------
 
@@ -136,6 +135,9 @@ class Scenario(Activity):
         """A decided step's situation and question (the open step's question is its choices' label)."""
         situation = f'<p class="companion-prompt">{escape(step["situation"])}</p>' if step.get("situation") else ""
         return situation + f'<p class="companion-question"><strong>{escape(str(step.get("question") or ""))}</strong></p>'
+
+    def _personalise(self) -> None:
+        self._render()  # the open step's choices, in this learner's order
 
     def restore(self, saved: Response) -> None:
         value = saved.value if isinstance(saved.value, dict) else {}

@@ -73,6 +73,11 @@ def keep_errors_off_the_page() -> None:
 keep_errors_off_the_page()
 
 
+def waits_for_its_request() -> bool:
+    """True in a preheated kernel that no page has taken yet: it does not know its learner."""
+    return os.environ.get("VOILA_PREHEAT") == "True"
+
+
 class Workbook(widgets.VBox):
     """The session a notebook belongs to: who the learner is and where their work is saved.
 
@@ -86,6 +91,14 @@ class Workbook(widgets.VBox):
     (and then nothing on the page records anything). Its ``data-learner`` and
     ``data-session`` tell the page script (templates/companion/companion.js)
     whose unsaved text it keeps in the browser.
+
+    In a preheated kernel, which runs the notebook before any learner asks for
+    the page, the Workbook *opens* (learns who the learner is) only once the
+    session's last activity is built: every activity before it is built empty,
+    and :meth:`identify` fills them with the learner's saved work and their own
+    order of options when the page's request arrives. So the page's request
+    waits for that filling only, not for the notebook's cells. Anywhere else
+    it opens at once. A cell that fails before the last activity opens it too.
     """
 
     _active: ClassVar["Workbook | None"] = None
@@ -96,32 +109,68 @@ class Workbook(widgets.VBox):
         self.settings = load_settings()
         self.session = self.settings.session(session_id)
         self.username: str | None = None
-        self.store = None
+        self.store = None  # set once the learner is known: until then nothing on the page saves
         self.rule = None  # what completes this session: every save keeps the learner's progress by it
         self.query = ""
+        self.opened = False
         self._listeners: list[Callable[[], None]] = []
+        self._waiting: list = []  # activities built before the learner was known, filled by identify()
+        self._store = None
+        Workbook._active = self
         try:
-            # Everything that does not depend on the learner happens before a preheated
-            # kernel waits for its request, so the page opens with that work already done.
-            store = page_store(self.settings)
-            self.rule = session_rule(load_catalog(self.settings), session_id)
+            self._store = page_store(self.settings)
+            catalog = load_catalog(self.settings)
+            self.rule = session_rule(catalog, session_id)
+        except CourseError as error:
+            self.opened = True
+            self.children = (widgets.HTML(self._failure(error)),)
+            return
+        declared = catalog.activities(session_id)
+        self._last = declared[-1].id if declared else None
+        if self._last is not None and waits_for_its_request():
+            _open_if_a_cell_fails(self)
+        else:
+            self.identify()
+
+    def identify(self) -> None:
+        """Learn who the learner is (a preheated kernel waits here for its page's request), then fill every
+        activity built so far with what they saved. Opening again does nothing."""
+        if self.opened:
+            return
+        self.opened = True
+        try:
             self.query = _query_string()
             who = identity.current(self.settings.home, self.query)
-            self.username = who.username
-            self.store = store
-            self.store.record(self.username, session_id, session_id, "experienced")
+            self._store.record(who.username, self.session.id, self.session.id, "experienced")
+            self.username, self.store = who.username, self._store
             banner = (
-                f'<div class="companion-page" data-learner="{escape(self.username)}" data-session="{escape(session_id)}">'
-                f'<p class="companion-signed-in">{signed_in_html(store, who)} '
+                f'<div class="companion-page" data-learner="{escape(self.username)}" data-session="{escape(self.session.id)}">'
+                f'<p class="companion-signed-in">{signed_in_html(self.store, who)} '
                 f"Your work saves as you go. {escape(PRIVACY_NOTE)} "
                 f'<a href="{escape(self.home_link)}">Back to all sessions</a></p></div>'
             )
         except CourseError as error:
             self.username = self.store = None
-            heading = "Your workbook could not be opened just now" if isinstance(error, StoreError) else "We could not tell who you are"
-            banner = f'<div class="companion-error" role="alert"><h2>{heading}</h2><p>{escape(str(error))}</p></div>'
+            banner = self._failure(error)
         self.children = (widgets.HTML(banner),)
-        Workbook._active = self
+        waiting, self._waiting = self._waiting, []
+        for activity in waiting:
+            activity._fill()
+
+    def place(self, activity) -> None:
+        """Fill ``activity`` now if the learner is known; else when the Workbook opens (at the last activity)."""
+        if self.opened:
+            activity._fill()
+            return
+        activity.children = ()
+        self._waiting.append(activity)
+        if activity.activity_id == self._last:
+            self.identify()
+
+    @staticmethod
+    def _failure(error: CourseError) -> str:
+        heading = "Your workbook could not be opened just now" if isinstance(error, StoreError) else "We could not tell who you are"
+        return f'<div class="companion-error" role="alert"><h2>{heading}</h2><p>{escape(str(error))}</p></div>'
 
     @property
     def ready(self) -> bool:
@@ -155,3 +204,23 @@ class Workbook(widgets.VBox):
     def saved(self) -> None:
         for listener in self._listeners:
             listener()
+
+
+def _open_if_a_cell_fails(workbook: Workbook) -> None:
+    """Open ``workbook`` after the first cell that fails before its last activity is built, so the
+    activities built so far are filled even when the rest of the notebook does not run."""
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return
+    shell = get_ipython()
+    if shell is None:
+        return
+
+    def after(result) -> None:
+        if not workbook.opened and (result.error_in_exec is not None or result.error_before_exec is not None):
+            workbook.identify()
+        if workbook.opened:
+            shell.events.unregister("post_run_cell", after)
+
+    shell.events.register("post_run_cell", after)
