@@ -206,8 +206,10 @@ def test_the_kernel_that_replaces_a_taken_one_is_not_given_the_learners_link():
 
     pools = Pools()
     url = "https://course.example.org/session/1?learner=ana.1900000000.c2lnbmF0dXJl"
-    taken = asyncio.run(_OwnerRecorder(pools, "ana").get_rendered_notebook(
-        notebook_name="01-every-activity.ipynb", extra_kernel_env_variables={"VOILA_REQUEST_URL": url}))
+    taking = _OwnerRecorder(pools, "ana").get_rendered_notebook(
+        notebook_name="01-every-activity.ipynb", extra_kernel_env_variables={"VOILA_REQUEST_URL": url})
+    with ThreadPoolExecutor(1) as apart:  # its own event loop, whatever runs in this thread (Playwright's)
+        taken = apart.submit(asyncio.run, taking).result()
     assert taken == ("task", [], "kernel-1") and pools.owners == {"kernel-1": "ana"}
     assert pools.asked == [("taking", "01-every-activity.ipynb"), ("01-every-activity.ipynb", {})]
 

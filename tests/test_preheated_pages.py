@@ -61,33 +61,31 @@ def test_a_ready_kernel_runs_the_sessions_cells_before_any_learner_asks_for_the_
     assert runs == ["before any request"], "no page was asked for, so no request had reached the kernel"
 
 
+def from_a_ready_kernel(served: Server, chromium, learner: str, pages_before: int):
+    """``learner``'s session 2 in a new browser context, once a kernel kept ready has run the cells; it must take that kernel."""
+    wait_until(lambda: len(cell_runs(served)) > pages_before, timeout=120, what="a kernel kept ready")
+    context = chromium.new_context()
+    page = open_session(context.new_page(), link(served, learner))
+    assert taken(served) == pages_before + 1, "the page was served from a kernel kept ready"
+    assert f"Signed in as {learner}" in page.inner_text(".companion-workbook")
+    return context, page
+
+
 def test_a_learner_comes_back_to_a_ready_kernel_and_finds_their_work_in_their_own_order(served, chromium):
-    wait_until(lambda: cell_runs(served), timeout=120, what="a ready kernel")
-    first = chromium.new_context()
-    page = open_session(first.new_page(), link(served, "ana"))
-    assert taken(served) == 1, "the page was served from the ready kernel"
+    first, page = from_a_ready_kernel(served, chromium, "ana", 0)
     page.get_by_label(NOTE).fill("The agenda never has time for families' questions.")
     page.locator(".companion-a-s2-note .companion-status", has_text=re.compile("^Saved at")).wait_for()
     first.close()
 
-    # The kernel that replaced the one taken runs the cells, before its own request, once the server is free.
-    wait_until(lambda: len(cell_runs(served)) >= 2, timeout=120, what="the pool to refill")
-    again = chromium.new_context()
-    page = open_session(again.new_page(), link(served, "ana"))
-    assert taken(served) == 2
-    assert "Signed in as ana" in page.inner_text(".companion-workbook")
-    page.get_by_label(NOTE).wait_for()
+    # The kernel that replaced the one taken has run the cells before its own request.
+    again, page = from_a_ready_kernel(served, chromium, "ana", 1)
     assert page.get_by_label(NOTE).input_value() == "The agenda never has time for families' questions."
     choices = load_catalog(load_settings(served.root)).activity("s2-case-note").args["steps"][0]["choices"]
     shown = page.locator(".companion-a-s2-case-note .widget-radio-box label").all_inner_texts()
     assert shown == shuffled([c["choice"] for c in choices], "ana", "s2-case-note:first")
     again.close()
 
-    wait_until(lambda: len(cell_runs(served)) >= 3, timeout=120, what="the pool to refill")
-    other = chromium.new_context()
-    page = open_session(other.new_page(), link(served, "bo"))
-    assert taken(served) == 3
-    assert "Signed in as bo" in page.inner_text(".companion-workbook")
+    other, page = from_a_ready_kernel(served, chromium, "bo", 2)
     assert page.get_by_label(NOTE).input_value() == "", "bo's page shows nothing of ana's"
     other.close()
     assert set(cell_runs(served)) == {"before any request"}, "no cell ran again once a page had asked"
