@@ -37,6 +37,7 @@ from .identity import HUB_SERVICE
 # JupyterLab extensions a page loads, the same as in every learner's server under JupyterHub.
 from .jupyter_extension import PAGE_EXTENSIONS, TEMPLATE, TEMPLATE_SOURCE
 from .release import is_stale, release, site_dir
+from .rendering import share_compiled_templates
 from .settings import COURSE_FILE, Settings, load_settings
 from .store import open_store
 
@@ -381,4 +382,5 @@ def serve(
     os.environ.update(kernel_environment(settings, mode))
     jupyter_path = [str(write_template(settings)), *filter(None, os.environ.get("JUPYTER_PATH", "").split(os.pathsep))]
     os.environ["JUPYTER_PATH"] = os.pathsep.join(jupyter_path)
+    share_compiled_templates()
     _voila_class(settings, extra).launch_instance(argv=[], config=Config(config))
