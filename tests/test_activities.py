@@ -161,3 +161,24 @@ def test_a_preheated_keyed_question_shows_its_options_in_the_order_of_the_learne
     assert list(single.picker.options) == shuffled(single.options, "bea", "s1-end") != single.options
     assert [box.description for box in several.picker.children] == shuffled(several.options, "bea", "s1-end")
     assert single.picker.value is None
+
+
+def test_a_session_page_makes_one_layout_and_one_style_of_each_kind_but_for_the_parts_it_shows_and_hides(course):
+    import companion.activities as activities
+
+    def parts(widget):
+        yield widget
+        for child in getattr(widget, "children", ()):
+            yield from parts(child)
+
+    workbook = Workbook("s1")
+    built = [getattr(activities, a.kind)(a.id, **a.args) for a in load_catalog().activities("s1")]
+    controls = [part for top in (workbook, *built) for part in parts(top)]
+    scenarios = sum(isinstance(activity, Scenario) for activity in built)
+    assert len(controls) > 60
+    assert len({id(part.layout) for part in controls}) == 1 + 2 * scenarios, "one shared, and the two a scenario shows and hides"
+    styles = [part.style for part in controls if hasattr(part, "style")]
+    assert len({id(style) for style in styles}) == len({type(style) for style in styles}), "one style of each kind"
+    case = next(activity for activity in built if isinstance(activity, Scenario))
+    case.choose(case.picker.options[0])
+    assert built[0].layout.display is None and case.current.layout is not built[0].layout

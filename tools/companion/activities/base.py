@@ -5,7 +5,7 @@ from __future__ import annotations
 from html import escape
 from typing import Any, Callable, ClassVar
 
-import ipywidgets as widgets
+from . import controls as widgets
 
 from ..errors import CourseError, StoreUnavailable
 from ..store import Response

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from html import escape
 
-import ipywidgets as widgets
+from . import controls as widgets
 
 from ..catalog import load_catalog
 from ..store import Response

@@ -10,7 +10,7 @@ from datetime import datetime, timezone
 from html import escape
 from typing import Callable, Mapping, Sequence
 
-import ipywidgets as widgets
+from . import controls as widgets
 
 from .. import identity
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from html import escape
 from typing import Sequence
 
-import ipywidgets as widgets
+from . import controls as widgets
 
 from ..store import Response
 from .base import Activity

@@ -5,7 +5,7 @@ from __future__ import annotations
 from html import escape
 from typing import Mapping, Sequence
 
-import ipywidgets as widgets
+from . import controls as widgets
 
 from ..store import Response
 from .base import Activity
@@ -65,13 +65,13 @@ class Scenario(Activity):
         self.decide = widgets.Button(description="Decide", button_style="primary")
         self.decide.on_click(lambda _: self.choose(self.picker.value))
         self.hint = widgets.HTML("")
-        self.current = widgets.VBox([self.picker, self.decide, self.hint])
+        self.current = widgets.VBox([self.picker, self.decide, self.hint], layout=widgets.Layout())  # shown or hidden: its own layout
         self.current.add_class("companion-step-now")
         self.reflection = self._text_box("reflection", reflection, placeholder="Write here. Your words are saved as you type.")
         self.reflection.observe(self._edited, "value")
         self.again = widgets.Button(description="Start the case again", tooltip="Decide each step again; what you wrote stays")
         self.again.on_click(lambda _: self.start_again())
-        self.closing = widgets.VBox([self.reflection, self.again])
+        self.closing = widgets.VBox([self.reflection, self.again], layout=widgets.Layout())
         self.closing.add_class("companion-step-end")
         self._show(self.opening, self.story, self.current, self.closing)
 

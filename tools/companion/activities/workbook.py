@@ -8,7 +8,7 @@ import sys
 from html import escape
 from typing import Callable, ClassVar
 
-import ipywidgets as widgets
+from . import controls as widgets
 
 from .. import identity, paths
 from ..catalog import load_catalog

@@ -6,7 +6,7 @@ from datetime import date
 from html import escape
 from typing import Sequence
 
-import ipywidgets as widgets
+from . import controls as widgets
 
 from ..store import Response
 from .base import Activity
