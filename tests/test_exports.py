@@ -6,6 +6,8 @@ from __future__ import annotations
 import csv
 import json
 import random
+import re
+import sqlite3
 import uuid
 from datetime import datetime, timezone
 from html.parser import HTMLParser
@@ -623,21 +625,23 @@ def test_scores_ratings_and_goals_from_the_bulk_read_are_those_of_before(assorte
     store, catalog = assorted
     names = _names(store)
     feed = _Feed(store, catalog)
+    cells = {names[learner]: mine for learner, mine in feed.finish().items()}
     competencies = [c.id for c in catalog.settings.competencies]
     cp, tv = competencies.index("cultural-proficiency"), competencies.index("transformational-value")
-    scores = {names[learner]: cells for learner, cells in feed.scores.items()}
-    assert set(scores) == {"ana", "dee"}
-    assert scores["ana"][2 * cp : 2 * cp + 2] == [2.5, 3.75] and scores["dee"][2 * cp : 2 * cp + 2] == [1.0, None]
-    assert all(score is None for name in scores for i, score in enumerate(scores[name]) if i // 2 != cp)
-    ratings = {names[learner]: cells for learner, cells in feed.ratings.items()}
+    scores = {name: mine[: feed.ratings_at] for name, mine in cells.items()}
+    assert set(cells) == {"ana", "ben", "dee"}  # cy and eve saved nothing the feed reads
+    assert scores["ana"][3 * cp : 3 * cp + 3] == [2.5, 3.75, 1.25] and scores["dee"][3 * cp : 3 * cp + 3] == [1.0, "", ""]
+    assert all(score == "" for score in scores["ben"])  # "3.5" is not a number, and 2.0 was not finished
+    assert all(score == "" for name in scores for i, score in enumerate(scores[name]) if i // 3 != cp)
+    ratings = {name: mine[feed.ratings_at : feed.goals_set_at] for name, mine in cells.items()}
     start = feed.layout.offsets[cp]
     assert ratings["ben"][start : start + 8 : 2] == ["", "", "", 3]  # True, 5 and 0 are not ratings
     assert ratings["ana"][start : start + 8 : 2] == [1, 2, 3, 4] and ratings["ana"][start + 1 : start + 8 : 2] == [4, 4, 3, 4]
-    assert {names[learner]: n for learner, n in feed.goals_set.items()} == {"ana": 1, "ben": 2, "dee": 1}
-    goals = {names[learner]: cells for learner, cells in feed.goals.items()}
-    assert set(goals) == {"ana", "ben"}
+    assert {name: mine[feed.goals_set_at] for name, mine in cells.items()} == {"ana": 1, "ben": 2, "dee": 1}
+    goals = {name: mine[feed.goals_set_at + 1 :] for name, mine in cells.items()}
     assert goals["ana"][2 * tv : 2 * tv + 2] == ["2026-06-30", "In progress"]
     assert goals["ben"][2 * cp : 2 * cp + 2] == ["' =1+1", "'－1"]  # neutralised as they are read
+    assert all(cell == "" for cell in goals["dee"])  # a goal with no words fills no cells, though it counts as set
 
 
 def test_when_two_activities_feed_the_same_cells_the_latest_saved_wins(store_url, tmp_path):
@@ -701,3 +705,36 @@ def test_the_evaluation_csv_is_byte_for_byte_what_it_was_before_the_bulk_reads(a
         row = rows[nobody]
         assert row["sessions_completed"] == "0" and row["goals_set"] == "0" and row["check_ins"] == "0"
         assert all(row[c] == "" for c in row if c.startswith(("rating_", "cultural_", "goal_")))
+
+
+def test_a_store_damaged_under_the_bulk_read_gives_the_stores_own_words(tmp_path):
+    """The bulk reads run on the driver's cursor: a fault found while rows are being fetched is still
+    the store's error (what happened, what to do), never the driver's."""
+    from companion.store.database import DAMAGED, StoreError
+
+    path = tmp_path / "companion.db"
+    store = open_store(f"sqlite:///{path}")
+    store.bulk_save([
+        dict(username=f"l{n:04d}", session_id="s1", activity_id=f"s1-a{k}", verb="responded", value={"text": "x" * 200},
+             done=True, at=datetime(2026, 3, 1, tzinfo=timezone.utc))
+        for n in range(400) for k in range(5)
+    ])
+    assert sum(len(rows) for rows in store.value_texts(["s1-a1"])) == 400
+    store.close()
+    with sqlite3.connect(path) as connection:  # everything in the file itself, and where the responses' pages are
+        connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        root, size = connection.execute("SELECT rootpage, (SELECT page_size FROM pragma_page_size) FROM sqlite_master WHERE name = 'responses'").fetchone()
+    with path.open("r+b") as damaged:  # the middle leaf of the responses table (its root is an interior page), overwritten
+        damaged.seek((root - 1) * size)
+        page = damaged.read(size)
+        assert page[0] == 0x05, "the responses table should span several pages"
+        cells = int.from_bytes(page[3:5], "big")
+        pointer = int.from_bytes(page[12 + 2 * (cells // 2) : 14 + 2 * (cells // 2)], "big")
+        leaf = int.from_bytes(page[pointer : pointer + 4], "big")
+        damaged.seek((leaf - 1) * size)
+        damaged.write(random.Random(1).randbytes(size))
+    rows = store.value_texts(["s1-a1"], batch=10)
+    assert len(next(rows)) == 10  # the read began before the damaged page
+    with pytest.raises(StoreError, match="^" + re.escape(DAMAGED[:40])):
+        for _ in rows:
+            pass

@@ -194,59 +194,88 @@ class _Feed:
     From one bulk read (:meth:`Store.value_texts`); rows of other activities are
     passed over. Each kind of cell keeps the latest response that has one: a
     complete score, any valid rating (1-4), a goal with words. ``goals_set``
-    counts the goals marked done.
+    counts the goals marked done. ``cells`` holds, per learner, the row's cells
+    from ``<c>_start`` to the last goal cell, in :func:`evaluation_columns`'
+    order (``goals_set`` included); :meth:`finish` fills in the changes.
 
     Some 700,000 rows at 100,000 learners, so each is touched as little as it can
     be: a self-assessment holds only its ratings and score, so the same saved text
-    recurs thousands of times and is read once (:func:`_assessment`); goals, each
-    in someone's own words, are decoded a batch at a time in one call."""
+    recurs thousands of times and is read once, into the cells it sets
+    (:meth:`_patch`); goals, each in someone's own words, are decoded a batch at
+    a time in one call."""
 
     def __init__(self, store: Store, catalog: Catalog) -> None:
         layout = self.layout = _Layout(catalog)
-        self.scores: dict[int, list] = {}  # [start, end] per competency, None when not scored
-        self.ratings: dict[int, list] = {}
-        self.goals: dict[int, list] = {}
-        self.goals_set: dict[int, int] = {}
+        competencies = len(layout.counts)
+        self.ratings_at = 3 * competencies  # where the ratings start in a learner's cells
+        self.goals_set_at = self.ratings_at + layout.rating_cells
+        self.blank = [""] * (self.goals_set_at + 1 + len(layout.goal_fields) * competencies)
+        self.blank[self.goals_set_at] = 0
+        self.cells: dict[int, list] = {}
+        patches: dict[str, dict[str, tuple]] = {activity: {} for activity in layout.assessed}  # per activity: text -> cells set
         ids = [*layout.assessed, *layout.goal_of]
-        read: list[dict[str, tuple]] = [{} for _ in layout.counts]  # per competency: saved text -> _assessment
         for rows in store.value_texts(ids, in_time_order=layout.shared_cells) if ids else ():
+            cells, blank = self.cells, self.blank
             goal_rows = []
             for row in rows:
                 learner, activity_id, text, done = row
-                place = layout.assessed.get(activity_id)
-                if place is None:
+                known = patches.get(activity_id)
+                if known is None:
                     goal_rows.append(row)
                     continue
-                competency, stage = place
-                found = read[competency].get(text)
-                if found is None:
-                    found = read[competency][text] = _assessment(text, layout.counts[competency])
-                score, given = found
-                if done and score is not None:
-                    cells = self.scores.get(learner) or self.scores.setdefault(learner, [None] * 2 * len(layout.counts))
-                    cells[2 * competency + stage] = score
+                patch = known.get(text)
+                if patch is None:
+                    patch = known[text] = self._patch(activity_id, text)
+                mine = cells.get(learner)
+                if mine is None:
+                    mine = cells[learner] = blank[:]
+                score_at, score, rated, given = patch
+                if score is not None and done:
+                    mine[score_at] = score
                 if given is not None:
-                    cells = self.ratings.get(learner) or self.ratings.setdefault(learner, [""] * layout.rating_cells)
-                    start = layout.offsets[competency] + stage
-                    cells[start : start + 2 * len(given) : 2] = given
+                    mine[rated] = given
             self._goals(goal_rows)
+
+    def _patch(self, activity_id: str, text: str) -> tuple:
+        """What one saved self-assessment sets: ``(score cell, score or None, rating cells as a slice, ratings or None)``."""
+        layout = self.layout
+        competency, stage = layout.assessed[activity_id]
+        score, given = _assessment(text, layout.counts[competency])
+        rated = self.ratings_at + layout.offsets[competency] + stage
+        return 3 * competency + stage, score, slice(rated, rated + 2 * len(given or ()), 2), given
 
     def _goals(self, rows: list) -> None:
         """Goals set and each competency's goal cells from these rows, in their order."""
         fields = self.layout.goal_fields
         width = len(fields)
+        first = self.goals_set_at + 1
+        cells, blank, goal_of = self.cells, self.blank, self.layout.goal_of
         values = json.loads("[" + ",".join(row[2] for row in rows) + "]")
         for (learner, activity_id, _, done), value in zip(rows, values):
-            competency = self.layout.goal_of[activity_id]
+            mine = cells.get(learner)
+            if mine is None:
+                mine = cells[learner] = blank[:]
             if done:
-                self.goals_set[learner] = self.goals_set.get(learner, 0) + 1
-            if competency is not None and isinstance(value, dict) and str(value.get("goal") or "").strip():
-                cells = self.goals.get(learner) or self.goals.setdefault(learner, [""] * width * len(self.layout.counts))
-                cells[width * competency : width * (competency + 1)] = [neutralise(str(value.get(f) or "")) for f in fields]
+                mine[self.goals_set_at] += 1
+            competency = goal_of[activity_id]
+            if competency is not None and type(value) is dict and str(value.get("goal") or "").strip():
+                at = first + width * competency
+                mine[at : at + width] = [neutralise(str(value.get(f) or "")) for f in fields]
+
+    def finish(self) -> dict[int, list]:
+        """Every learner's cells with each competency's change (end minus start) where both are scored."""
+        competencies = range(0, self.ratings_at, 3)
+        for mine in self.cells.values():
+            for at in competencies:
+                start, end = mine[at], mine[at + 1]
+                if start != "" and end != "":
+                    mine[at + 2] = round(end - start, 2)
+        return self.cells
 
 
 def _progress(store: Store, catalog: Catalog) -> tuple[dict[int, list], list]:
-    """Everyone's ``(status, completed_on)`` in every session (course order), by learner id; and a not-started learner's.
+    """Everyone's session cells, by learner id, and a not-started learner's: ``<s>_status, <s>_completed_on``
+    for every session (course order), then ``sessions_completed, series_completed, series_completed_on``.
 
     From the store's kept progress (made current first, as the dashboard's
     figures are) under the same rules as :func:`companion.progress.learner_progress`,
@@ -265,16 +294,23 @@ def _progress(store: Store, catalog: Catalog) -> tuple[dict[int, list], list]:
             statuses[kind] = SessionProgress(s.id, s.number, s.title, len(rule.required), done, completed).status
         return statuses[kind]
 
-    empty = [(status(i, 0, None), "") for i in range(len(sessions))]
+    count = 2 * len(sessions)  # where sessions_completed is
+    empty = [cell for i in range(len(sessions)) for cell in (status(i, 0, None), "")] + [0, "no", ""]
     saved: dict[int, list] = {}
     for learner, session_id, done, completed in store.progress_rows():
         i = index.get(session_id)
         if i is None:  # a session no longer in the course
             continue
-        states = saved.get(learner)
-        if states is None:
-            states = saved[learner] = list(empty)
-        states[i] = (statuses.get((i, done, completed is None)) or status(i, done, completed), completed or "")
+        cells = saved.get(learner)
+        if cells is None:
+            cells = saved[learner] = empty[:]
+        state = statuses.get((i, done, completed is None)) or status(i, done, completed)
+        cells[2 * i : 2 * i + 2] = state, completed or ""
+        if state == COMPLETE:
+            cells[count] += 1
+    for cells in saved.values():
+        if cells[count] == len(sessions):
+            cells[count + 1 : count + 3] = "yes", max(cells[1:count:2])
     return saved, empty
 
 
@@ -289,32 +325,15 @@ def _evaluation_values(store: Store, catalog: Catalog) -> Iterator[list]:
     learners = store.roster_rows()
     progress, not_started = _progress(store, catalog)
     feed = _Feed(store, catalog)
-    layout = feed.layout
+    cells = feed.finish()
+    nothing = feed.blank
     coaching = CoachingRecord.read(store, [learner[1] for learner in learners])
-    no_scores = [None] * (2 * len(layout.counts))
-    no_ratings = [""] * layout.rating_cells
-    no_goals = [""] * (len(layout.goal_fields) * len(layout.counts))
+    coached = coaching.check_ins.keys() | coaching.feedback.keys()
     for learner_id, username, name, email, cohort, department, active in learners:
-        row: list = [neutralise(username), neutralise(name), neutralise(email), neutralise(cohort), neutralise(department)]
-        sessions = progress.get(learner_id, not_started)
-        completed = []
-        for status, completed_on in sessions:
-            row += (status, completed_on)
-            if status == COMPLETE:
-                completed.append(completed_on)
-        series = len(completed) == len(sessions) and bool(sessions)
-        row += (len(completed), "yes" if series else "no", max(completed) if series else "")
-        scores = feed.scores.get(learner_id, no_scores)
-        for start, end in zip(scores[::2], scores[1::2]):
-            row += (
-                "" if start is None else start,
-                "" if end is None else end,
-                "" if start is None or end is None else round(end - start, 2),
-            )
-        row += feed.ratings.get(learner_id, no_ratings)
-        row.append(feed.goals_set.get(learner_id, 0))
-        row += feed.goals.get(learner_id, no_goals)
-        if username in coaching.check_ins or username in coaching.feedback:
+        row = [neutralise(username), neutralise(name), neutralise(email), neutralise(cohort), neutralise(department)]
+        row += progress.get(learner_id, not_started)
+        row += cells.get(learner_id, nothing)
+        if username in coached:
             row += (
                 coaching.check_in_count(username), _day(coaching.last_check_in(username)),
                 coaching.received(username), coaching.median_hours(username),

@@ -15,6 +15,7 @@ from typing import Iterator
 from sqlalchemy import String, Text, and_, case, cast, func, or_, select
 
 from .database import Database
+from .prepared import Prepared, driver_error
 from .schema import (
     _LEARNERS,
     _META,
@@ -48,6 +49,9 @@ def _utc_text(column, dialect: str, day: bool):
     if day:
         return func.substr(column, 1, 10, type_=String)
     return func.substr(column, 1, 10, type_=String) + "T" + func.substr(column, 12, 8, type_=String) + "+00:00"  # NULL stays NULL
+
+
+BATCH = 50_000  # rows fetched at a time by a bulk read
 
 
 class Reads(Database):
@@ -214,8 +218,7 @@ class Reads(Database):
         l = _LEARNERS
         active = _utc_text(l.c.last_active, self.engine.dialect.name, day=False)
         query = select(l.c.id, l.c.username, l.c.name, l.c.email, l.c.cohort, l.c.department, active).order_by(l.c.username)
-        with self.session(write=False) as db:
-            return db.execute(query).all()
+        return [row for rows in self._driver_rows(query, BATCH) for row in rows]
 
     def progress_rows(self) -> list[tuple[int, str, int, str | None]]:
         """The stored progress: ``(learner_id, session_id, done, completed_on)`` per learner and session started.
@@ -225,29 +228,45 @@ class Reads(Database):
         names (:func:`companion.progress.current_progress` makes sure of that first)."""
         p = _PROGRESS
         day = _utc_text(p.c.completed_at, self.engine.dialect.name, day=True)
-        with self.session(write=False) as db:
-            return db.execute(select(p.c.learner_id, p.c.session_id, p.c.done, day)).all()
+        return [row for rows in self._driver_rows(select(p.c.learner_id, p.c.session_id, p.c.done, day), BATCH) for row in rows]
 
-    def value_texts(self, activity_ids: list[str], in_time_order: bool = False, batch: int = 50_000) -> Iterator[list[tuple[int, str, str, bool]]]:
+    def value_texts(self, activity_ids: list[str], in_time_order: bool = False, batch: int = BATCH) -> Iterator[list[tuple[int, str, str, int]]]:
         """Everyone's responses to these activities as ``(learner_id, activity_id, value as JSON text, done)``, ``batch`` rows at a time.
 
         For the evaluation export, which reads some 700,000 of them at 100,000
         learners: the values come as the JSON text the database holds, for the
-        caller to decode a whole batch in one call, and nothing is made per row
-        but the tuple. ``in_time_order``: oldest save first (the first saved first
-        among equal times), so a caller keeping the last row of each kind keeps
-        the latest; otherwise in no particular order. One read-only transaction
-        (on SQLite it takes no write lock, so learners' saves never wait)."""
+        caller to decode a whole batch in one call, ``done`` as the database holds
+        it (0 or 1 on SQLite), and nothing is made per row but the driver's tuple
+        (the statement runs on the driver's cursor: :class:`Prepared`).
+        ``in_time_order``: oldest save first (the first saved first among equal
+        times), so a caller keeping the last row of each kind keeps the latest;
+        otherwise in no particular order. One read-only transaction (on SQLite it
+        takes no write lock, so learners' saves never wait)."""
+        if not activity_ids:
+            return
         r = _RESPONSES
         query = select(r.c.learner_id, r.c.activity_id, func.coalesce(cast(r.c.value, Text), "null"), r.c.done).where(
             r.c.activity_id.in_(list(activity_ids))
         )
         if in_time_order:
             query = query.order_by(r.c.updated_at, r.c.id.desc())
+        yield from self._driver_rows(query, batch)
+
+    def _driver_rows(self, query, batch: int) -> Iterator[list[tuple]]:
+        """The rows of a bulk read, ``batch`` at a time, as the driver's tuples: no ``Row`` made, no type
+        read (:class:`Prepared`), so only for columns the driver gives as they are wanted (numbers, text)."""
+        dialect = self.engine.dialect
+        statement = Prepared(query, dialect, {})
         with self.session(write=False) as db:
-            result = db.connection().execution_options(yield_per=batch).execute(query)
-            for rows in result.partitions():
-                yield rows
+            cursor = db.connection().connection.cursor()
+            try:
+                cursor.execute(statement.sql, statement.bind({}))
+                while rows := cursor.fetchmany(batch):
+                    yield rows
+            except dialect.loaded_dbapi.Error as error:
+                raise driver_error(error, dialect) from error
+            finally:
+                cursor.close()
 
     def facilitator_view(self, username: str, visible: frozenset[str] = frozenset()) -> list[Response]:
         """What a facilitator may see of one learner: every response, its value only if the learner shared it.

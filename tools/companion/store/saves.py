@@ -22,13 +22,12 @@ from typing import Any
 
 from sqlalchemy import Integer, String, and_, bindparam, delete, exists, func, insert, literal, or_, select, text, update
 from sqlalchemy.engine import Connection
-from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
-from sqlalchemy.sql import Select
 
 from ..errors import StoreError
 from . import database
 from .database import Database
+from .prepared import Prepared, driver_error
 from .schema import (
     _EVENT_INSERT,
     _FORGET_ANY_RULE,
@@ -87,51 +86,6 @@ def _holds_nul(value: Any) -> bool:
     if isinstance(value, (list, tuple)):
         return any(_holds_nul(item) for item in value)
     return False
-
-
-class _Prepared:
-    """A Core statement compiled once for one database, executed on the driver's own cursor.
-
-    For a save, SQLAlchemy's work per execution (the compiled-cache lookup, the
-    parameters, the IN lists expanded again, the result object, the connection's
-    events) costs several times what the database does, and on SQLite it is paid
-    holding the write lock that every learner's save queues for. Here the SQL is
-    rendered once (IN lists included) and the parameters go through the same
-    type processors SQLAlchemy uses (JSON, dates), before the transaction starts."""
-
-    __slots__ = ("sql", "_slots", "_names", "_results")
-
-    def __init__(self, statement, dialect, example: dict, column_keys: list[str] | None = None):
-        compiled = statement.compile(dialect=dialect, column_keys=column_keys)
-        if compiled.insert_prefetch or compiled.update_prefetch:
-            raise ValueError("a prepared statement must be given every column it writes: no defaults run here")
-        expanded = compiled.construct_expanded_state(example)
-        self.sql = expanded.statement
-        names = list(expanded.positiontup) if compiled.positional else list(expanded.parameters)
-        self._names = None if compiled.positional else names
-        self._slots = []  # per parameter: (its key in the caller's dict, its processor) or a value fixed when built
-        for name in names:
-            bind = compiled.binds.get(name)
-            process = expanded.processors.get(name) or (bind.type.dialect_impl(dialect).bind_processor(dialect) if bind is not None else None)
-            if name in example:
-                self._slots.append((name, process, None))
-            else:
-                fixed = expanded.parameters[name]
-                self._slots.append((None, None, process(fixed) if process else fixed))
-        self._results = (
-            [column.type.dialect_impl(dialect).result_processor(dialect, None) for column in statement.selected_columns]
-            if isinstance(statement, Select)
-            else []
-        )
-
-    def bind(self, params: dict):
-        """The driver's parameters for one execution."""
-        values = [fixed if key is None else process(params[key]) if process else params[key] for key, process, fixed in self._slots]
-        return tuple(values) if self._names is None else dict(zip(self._names, values))
-
-    def row(self, row) -> tuple | None:
-        """A selected row as SQLAlchemy would return it (JSON read, dates parsed)."""
-        return None if row is None else tuple(process(value) if process else value for process, value in zip(self._results, row))
 
 
 class Saves(Database):
@@ -212,7 +166,7 @@ class Saves(Database):
         bounds how many saves a second all learners together get. So the
         statements (an event, the response upserted with RETURNING, the progress
         recounted in one INSERT ... SELECT, the learner's state) are Core
-        statements compiled once per store (:class:`_Prepared`), bound before the
+        statements compiled once per store (:class:`Prepared`), bound before the
         transaction, and run on the driver's cursor (:meth:`_write`): inside the
         lock, only the database works."""
         _check_size(value)
@@ -288,14 +242,14 @@ class Saves(Database):
             self._rule_checked[rule.version] = time.monotonic()
         return Response(username, session_id, activity_id, value, bool(stored_done), bool(stored_shared), now)
 
-    def _prepared(self, key: tuple, build) -> _Prepared:
+    def _prepared(self, key: tuple, build) -> Prepared:
         """The save path's statement named ``key``, compiled for this database the first time; ``build`` returns
         (statement, its parameters' names as a dict[, the columns an INSERT sets])."""
         cache = self.__dict__.setdefault("_prepared_statements", {})
         found = cache.get(key)
         if found is None:
             statement, example, *columns = build()
-            found = cache[key] = _Prepared(statement, self.engine.dialect, example, *columns)
+            found = cache[key] = Prepared(statement, self.engine.dialect, example, *columns)
         return found
 
     def _new_learner_id(self, cursor, username: str, now: datetime) -> int:
@@ -347,7 +301,7 @@ class Saves(Database):
             if gone:
                 raw.invalidate(error)
                 self._kept.connection = None
-            raise DBAPIError.instance(None, None, error, failure, connection_invalidated=gone, dialect=dialect) from error
+            raise driver_error(error, dialect, invalidated=gone) from error
         finally:
             if raw is not None and raw is not kept:
                 raw.close()
