@@ -137,6 +137,17 @@ def test_a_cell_a_spreadsheet_would_run_gets_a_leading_quote(cell, shown):
     assert neutralise(cell) == shown
 
 
+def test_texts_neutralised_together_are_each_as_neutralised_alone():
+    """The export's one look over a row's texts (neutralise_texts) misses none that neutralise would quote."""
+    from companion.exports import neutralise_texts
+
+    rng = random.Random(13)
+    alphabet = ["a", "Z", "7", "é", " ", "\t", "\r", "\x00", "=", "+", "-", "@", "＝", "＋", "\u3000", "\u200b", "x=1"]
+    for _ in range(3000):
+        texts = ["".join(rng.choices(alphabet, k=rng.randrange(0, 4))) for _ in range(rng.randrange(1, 6))]
+        assert neutralise_texts(list(texts)) == [neutralise(text) for text in texts], texts
+
+
 def test_every_text_cell_in_the_csv_is_safe_to_open_in_a_spreadsheet(seeded, tmp_path):
     store, catalog, _, _, _ = seeded
     path = tmp_path / "evaluation.csv"

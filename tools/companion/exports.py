@@ -105,6 +105,24 @@ def neutralise(cell: Any) -> Any:
     return cell
 
 
+# A text that begins with a letter or digit is never a formula (neutralise's fast case), nor is an empty one.
+_MAYBE_FORMULA = re.compile(r"(?:^|\x00)[^A-Za-z0-9\x00]")
+
+
+def neutralise_texts(texts: list[str]) -> list[str]:
+    """:func:`neutralise` over a list of texts, in one look for the usual case where none needs it.
+
+    For the evaluation export's 100,000 rows of roster cells and goal cells:
+    joined, the texts are searched once for one that does not begin with a
+    letter or digit, and only then is each one neutralised.
+
+    >>> neutralise_texts(["ana", "=1+1", ""])
+    ['ana', "'=1+1", '']"""
+    if _MAYBE_FORMULA.search("\x00".join(texts)) is None:
+        return texts
+    return [neutralise(text) for text in texts]
+
+
 def _key(competency_id: str) -> str:
     return competency_id.replace("-", "_")
 
@@ -260,7 +278,7 @@ class _Feed:
             competency = goal_of[activity_id]
             if competency is not None and type(value) is dict and str(value.get("goal") or "").strip():
                 at = first + width * competency
-                mine[at : at + width] = [neutralise(str(value.get(f) or "")) for f in fields]
+                mine[at : at + width] = neutralise_texts([str(value.get(f) or "") for f in fields])
 
     def finish(self) -> dict[int, list]:
         """Every learner's cells with each competency's change (end minus start) where both are scored."""
@@ -330,7 +348,7 @@ def _evaluation_values(store: Store, catalog: Catalog) -> Iterator[list]:
     coaching = CoachingRecord.read(store, [learner[1] for learner in learners])
     coached = coaching.check_ins.keys() | coaching.feedback.keys()
     for learner_id, username, name, email, cohort, department, active in learners:
-        row = [neutralise(username), neutralise(name), neutralise(email), neutralise(cohort), neutralise(department)]
+        row = neutralise_texts([username, name, email, cohort, department])
         row += progress.get(learner_id, not_started)
         row += cells.get(learner_id, nothing)
         if username in coached:
