@@ -320,7 +320,7 @@ def test_a_page_left_open_is_paused_and_resumes_with_its_text(link_server, page)
     open_session(page, f"{server.url}/session/1?{link(server.root, 'ana')}")
     box = page.get_by_role("textbox").first
     box.fill("What I wrote before I went for coffee.")
-    page.wait_for_selector(".companion-status:has-text('Saved')")
+    page.locator(".companion-status", has_text=re.compile("^Saved at")).first.wait_for()  # not "Unsaved changes..."
     banner = page.locator("#companion-connection")
     # The closed connection is reported first ("Not connected"), then the server says it was a pause.
     banner.get_by_text("This page was paused").wait_for(timeout=120_000)
