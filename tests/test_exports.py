@@ -749,3 +749,28 @@ def test_a_store_damaged_under_the_bulk_read_gives_the_stores_own_words(tmp_path
     with pytest.raises(StoreError, match="^" + re.escape(DAMAGED[:40])):
         for _ in rows:
             pass
+
+
+def test_on_postgresql_the_bulk_read_holds_one_batch_at_a_time(postgres_url):
+    """The bulk read runs on the driver's cursor; on PostgreSQL that is a server-side cursor, fetched a batch
+    at a time, so an export of 100,000 learners never holds all their rows at once."""
+    from sqlalchemy import create_engine, text
+
+    from conftest import new_database
+    from companion.store.reads import BULK_CURSOR
+
+    url = new_database(postgres_url)
+    store = open_store(url)
+    at = datetime(2026, 3, 1, tzinfo=timezone.utc)
+    store.bulk_save([dict(username=f"l{n:03d}", session_id="s1", activity_id="s1-a", verb="responded", value={"n": n},
+                          done=True, at=at) for n in range(30)])
+    rows = store.value_texts(["s1-a"], batch=10)
+    first = next(rows)
+    watcher = create_engine(url, isolation_level="AUTOCOMMIT")
+    with watcher.connect() as connection:  # what the reading connection last asked the server for
+        asked = connection.execute(text(
+            "SELECT query FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid() AND query LIKE '%FETCH%'"
+        )).scalars().all()
+    watcher.dispose()
+    assert any(BULK_CURSOR in query and "FETCH FORWARD 10" in query for query in asked), asked
+    assert sorted(json.loads(value)["n"] for batch in (first, *rows) for _, _, value, _ in batch) == list(range(30))

@@ -52,6 +52,7 @@ def _utc_text(column, dialect: str, day: bool):
 
 
 BATCH = 50_000  # rows fetched at a time by a bulk read
+BULK_CURSOR = "companion_bulk_read"  # its server-side cursor's name on PostgreSQL
 
 
 class Reads(Database):
@@ -254,11 +255,15 @@ class Reads(Database):
 
     def _driver_rows(self, query, batch: int) -> Iterator[list[tuple]]:
         """The rows of a bulk read, ``batch`` at a time, as the driver's tuples: no ``Row`` made, no type
-        read (:class:`Prepared`), so only for columns the driver gives as they are wanted (numbers, text)."""
+        read (:class:`Prepared`), so only for columns the driver gives as they are wanted (numbers, text).
+
+        On PostgreSQL the cursor is the server's (named), so only a batch at a
+        time is held here, as SQLAlchemy's ``yield_per`` would do."""
         dialect = self.engine.dialect
         statement = Prepared(query, dialect, {})
         with self.session(write=False) as db:
-            cursor = db.connection().connection.cursor()
+            connection = db.connection().connection
+            cursor = connection.cursor(name=BULK_CURSOR) if dialect.name == "postgresql" else connection.cursor()
             try:
                 cursor.execute(statement.sql, statement.bind({}))
                 while rows := cursor.fetchmany(batch):
