@@ -231,9 +231,8 @@ class _Feed:
         self.blank[self.goals_set_at] = 0
         self.cells: dict[int, list] = {}
         patches: dict[str, dict[str, tuple]] = {activity: {} for activity in layout.assessed}  # per activity: text -> cells set
-        ids = [*layout.assessed, *layout.goal_of]
-        for rows in store.value_texts(ids, in_time_order=layout.shared_cells) if ids else ():
-            cells, blank = self.cells, self.blank
+        cells, blank = self.cells, self.blank
+        for rows in store.value_texts([*layout.assessed, *layout.goal_of], in_time_order=layout.shared_cells):
             goal_rows = []
             for row in rows:
                 learner, activity_id, text, done = row

@@ -19,9 +19,9 @@ class Prepared:
     holding the write lock that every learner's save queues for; for the
     exports' bulk read (:meth:`Reads.value_texts`) its work per row (a ``Row``
     made, each value passed through its type) costs as much as the database's
-    reading the rows. Here the SQL is
-    rendered once (IN lists included) and the parameters go through the same
-    type processors SQLAlchemy uses (JSON, dates), before the transaction starts."""
+    reading the rows. Here the SQL is rendered once (IN lists included) and the
+    parameters go through the same type processors SQLAlchemy uses (JSON,
+    dates), before the transaction starts."""
 
     __slots__ = ("sql", "_slots", "_names", "_results")
 
