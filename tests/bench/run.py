@@ -404,10 +404,11 @@ def report(results: dict, plan: dict, started_env: str) -> str:
     ]
     if results.get("tti") or results.get("burst") or results.get("network"):
         parts += ["Where a page load's time goes (medians, seconds from the start of navigation):", "", breakdown(results), ""]
-        failed = sorted({u for k in ("companion", "voila") for f in (results.get("tti", {}).get(k), results.get("burst", {}).get(k),
-                                                                    *results.get("network", {}).get(k, {}).values()) if f for u in f["failed_requests"]})
-        if failed:
-            parts += ["Requests that failed during page loads (the pages still worked): " + ", ".join(f"`{u}`" for u in failed), ""]
+        for key, name in (("companion", "the companion's"), ("voila", "stock voila's")):
+            loads = (results.get("tti", {}).get(key), results.get("burst", {}).get(key), *results.get("network", {}).get(key, {}).values())
+            failed = sorted({u for f in loads if f for u in f["failed_requests"]})
+            if failed:
+                parts += [f"Requests that failed during {name} page loads (the pages still worked): " + ", ".join(f"`{u}`" for u in failed), ""]
     text = functions(results)
     if text:
         parts += [text, ""]
