@@ -40,6 +40,7 @@ from .turns import Turns
 READ_ONLY = "companion_read_only"  # a connection option: this transaction only reads
 BUSY_SECONDS = 60  # SQLite: how long a writer queues for the write lock before it is told the store is busy
 CONNECT_SECONDS = 10  # PostgreSQL: how long to wait for a server that does not answer
+PSYCOPG = ("psycopg2", "psycopg")  # PostgreSQL drivers with a connect timeout and server-side (named) cursors
 
 # What people are told; the detail (which store, the driver's words) goes to the log.
 UNAVAILABLE = (
@@ -158,7 +159,7 @@ class Database:
                 self._turns = Turns(database)
             self.engine = _sqlite_engine(url)
         else:
-            waits = parsed.get_driver_name() in ("psycopg2", "psycopg") and "connect_timeout" not in parsed.query
+            waits = parsed.get_driver_name() in PSYCOPG and "connect_timeout" not in parsed.query
             self.engine = create_engine(url, pool_pre_ping=True, connect_args={"connect_timeout": CONNECT_SECONDS} if waits else {})
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
         dialect = self.engine.dialect.name

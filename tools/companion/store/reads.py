@@ -14,7 +14,7 @@ from typing import Iterator
 
 from sqlalchemy import String, Text, and_, case, cast, func, or_, select
 
-from .database import Database
+from .database import PSYCOPG, Database
 from .prepared import Prepared, driver_error
 from .schema import (
     _LEARNERS,
@@ -257,13 +257,14 @@ class Reads(Database):
         """The rows of a bulk read, ``batch`` at a time, as the driver's tuples: no ``Row`` made, no type
         read (:class:`Prepared`), so only for columns the driver gives as they are wanted (numbers, text).
 
-        On PostgreSQL the cursor is the server's (named), so only a batch at a
-        time is held here, as SQLAlchemy's ``yield_per`` would do."""
+        On PostgreSQL through psycopg the cursor is the server's (named), so only
+        a batch at a time is held here, as SQLAlchemy's ``yield_per`` would do;
+        other drivers have no named cursors and read through a plain one."""
         dialect = self.engine.dialect
         statement = Prepared(query, dialect, {})
         with self.session(write=False) as db:
             connection = db.connection().connection
-            cursor = connection.cursor(name=BULK_CURSOR) if dialect.name == "postgresql" else connection.cursor()
+            cursor = connection.cursor(name=BULK_CURSOR) if dialect.driver in PSYCOPG else connection.cursor()
             try:
                 cursor.execute(statement.sql, statement.bind({}))
                 while rows := cursor.fetchmany(batch):
