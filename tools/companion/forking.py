@@ -171,13 +171,17 @@ def _kernel_set_up() -> None:
     The zygote imported them where there was no kernel, so their own set-up found
     nothing to do: ipywidgets registers its comm targets (without them a page's
     widget manager falls back to asking for each widget's state one by one), and
-    the companion keeps errors off the page (:func:`keep_errors_off_the_page`)."""
+    the companion keeps errors off the page (:func:`keep_errors_off_the_page`).
+    And from its first cell on, until a page has it, a shutdown ends the kernel
+    at once (:func:`~companion.identity.end_quietly_until_a_page_arrives`)."""
     import ipywidgets
 
     from companion.activities.workbook import keep_errors_off_the_page
+    from companion.identity import end_quietly_until_a_page_arrives
 
     ipywidgets.register_comm_target()
     keep_errors_off_the_page()
+    end_quietly_until_a_page_arrives()
 
 
 def _child(request: dict, sock: socket.socket, pipes: tuple[int, int], server_pid: int, server_fd: int) -> None:

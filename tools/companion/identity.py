@@ -27,6 +27,7 @@ import hmac
 import os
 import re
 import secrets
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -123,13 +124,52 @@ def current(home: Path, query_string: str | None = None) -> Identity:
     return Identity(username, "local")
 
 
+_page_arrived = False  # in a kernel: whether a page's request has reached it (see end_quietly_until_a_page_arrives)
+
+
 def page_query() -> str:
     """The page's query string (where a personal link's token is); a preheated kernel waits for its request first."""
+    global _page_arrived
     if os.environ.get("VOILA_KERNEL_ID"):
         from voila.utils import wait_for_request
 
+        end_quietly_until_a_page_arrives()
         wait_for_request()
+        # Voila sets the request's variables; the wait also ends, without them, when the server's connection drops.
+        _page_arrived = "SCRIPT_NAME" in os.environ
+    else:
+        _page_arrived = True
     return os.environ.get("QUERY_STRING", "")
+
+
+def end_quietly_until_a_page_arrives() -> None:
+    """In a kernel: until a page's request reaches it, a shutdown ends its process at once.
+
+    A kept-ready kernel runs its cells before any learner asks, then waits
+    inside a cell for its page. Told to shut down meanwhile (the server
+    stopping, its pool refreshed), ipykernel closes its sockets while that cell
+    still runs; the cell, ending later, answered on a closed socket, and each
+    such kernel printed a ZMQError traceback into the server's log. No page has
+    the kernel yet, so there is nothing to finish. Once one has, a shutdown
+    goes as ipykernel's does, so a save being made completes. Called when a
+    forked kernel starts (:mod:`companion.forking`), by a session's first cell
+    (:class:`~companion.activities.Workbook`) and by :func:`page_query`;
+    installing it twice is harmless."""
+    kernel = getattr(getattr(sys.modules.get("IPython"), "get_ipython", lambda: None)(), "kernel", None)
+    handlers = getattr(kernel, "control_handlers", None)
+    shutdown = handlers.get("shutdown_request") if isinstance(handlers, dict) else None
+    if shutdown is None or getattr(shutdown, "ends_quietly", False):
+        return
+
+    async def shut_down(*args):
+        await shutdown(*args)
+        if not _page_arrived:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(0)
+
+    shut_down.ends_quietly = True
+    handlers["shutdown_request"] = shut_down
 
 
 # Accounts that run services, not people: shown as "this computer", never as if someone signed in.

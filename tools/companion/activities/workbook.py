@@ -105,6 +105,7 @@ class Workbook(widgets.VBox):
 
     def __init__(self, session_id: str):
         super().__init__()
+        identity.end_quietly_until_a_page_arrives()
         self.add_class("companion-workbook")
         self.settings = load_settings()
         self.session = self.settings.session(session_id)
