@@ -81,6 +81,24 @@ def test_the_queue_lists_shared_reflections_and_check_ins_without_a_reply_oldest
     assert statistics.median(hours) >= 0
 
 
+def test_the_wait_for_feedback_counts_from_the_first_share_and_only_shares_in_the_period_count(store_url):
+    from sqlalchemy import update
+
+    from companion.store.schema import EventRow
+
+    store = with_goal(store_url, "ana")
+    store.save("ana", "s1", "s1-why", "shared", {"text": "first"}, done=True, shared=True)
+    with store.engine.begin() as db:  # shared ten hours ago
+        db.execute(update(EventRow).where(EventRow.verb == "shared").values(at=utcnow() - timedelta(hours=10)))
+    store.save("ana", "s1", "s1-why", "responded", {"text": "edited since"}, done=True, shared=True)
+    [waiting] = store.waiting_for_feedback()
+    assert timedelta(hours=9.9) < utcnow() - waiting.since < timedelta(hours=10.1), "an edit does not restart the wait"
+    store.add_feedback("ana", "s1-why", "Lee", "Thank you.")
+    [hours] = store.hours_to_first_feedback(utcnow() - timedelta(days=1))
+    assert 9.9 < hours < 10.1
+    assert store.hours_to_first_feedback(utcnow() - timedelta(hours=5)) == [], "shared before the period: not counted"
+
+
 def test_feedback_is_new_until_the_learner_looks(store_url):
     store = with_goal(store_url, "ana")
     store.add_feedback("ana", GOAL, "Lee", "One.", goal=True)

@@ -13,7 +13,7 @@ import pytest
 
 from companion.errors import StoreError
 from companion.progress import SessionRule
-from companion.store import HEAD_REVISION, MAX_VALUE_BYTES, Store, open_store
+from companion.store import HEAD_REVISION, MAX_VALUE_BYTES, Store, open_store, utcnow
 
 
 def test_a_save_is_an_event_and_the_latest_response(store_url):
@@ -309,6 +309,40 @@ def test_the_upgrade_to_0005_drops_the_index_no_read_used_and_keeps_every_event(
     assert "ix_events_at" not in indexes and "ix_events_learner_id" in indexes
     new.save("ana", "s1", "s1-why", "responded", {"text": "after"})
     assert [e.value["text"] for e in new.events("ana")] == ["before", "after"]
+
+
+def test_the_upgrade_to_0006_indexes_what_was_shared_and_the_feedback_queue_reads_through_it(store_url):
+    """The queue reads only the shared responses and their "shared" events, not every row, on a store upgraded in place."""
+    from sqlalchemy import event, inspect
+
+    old = Store(store_url)
+    old.upgrade("0005")
+    old.save("ana", "s1", "s1-why", "shared", {"text": "shared before"}, done=True, shared=True)
+    old.save("bea", "s1", "s1-why", "responded", {"text": "private"}, done=True)
+    old.close()
+    new = Store(store_url)
+    new.upgrade()
+    assert "ix_events_shared" in {index["name"] for index in inspect(new.engine).get_indexes("events")}
+    assert "ix_responses_shared" in {index["name"] for index in inspect(new.engine).get_indexes("responses")}
+    statements = []
+
+    def record(conn, cursor, sql, params, *_):
+        statements.append((sql, params))
+
+    event.listen(new.engine, "before_cursor_execute", record)
+    assert [(w.username, w.activity_id) for w in new.waiting_for_feedback()] == [("ana", "s1-why")]
+    new.add_feedback("ana", "s1-why", "Lee", "Thank you.")
+    assert len(new.hours_to_first_feedback(utcnow() - timedelta(days=1))) == 1
+    event.remove(new.engine, "before_cursor_execute", record)
+    if not store_url.startswith("sqlite"):
+        return  # PostgreSQL's planner reads a table this small whole, whatever its indexes
+    with new.engine.connect() as db:
+        plans = {sql: " | ".join(row[-1] for row in db.exec_driver_sql("EXPLAIN QUERY PLAN " + sql, params))
+                 for sql, params in statements if "FROM events" in sql}
+    queue = next(plan for sql, plan in plans.items() if "FROM responses" in sql)
+    hours = next(plan for sql, plan in plans.items() if "GROUP BY events.learner_id" in sql)
+    assert "USING INDEX ix_responses_shared" in queue and "USING INDEX ix_events_shared" in queue, queue
+    assert "USING INDEX ix_events_shared" in hours, hours
 
 
 def test_the_head_revision_the_store_knows_is_the_newest_migration():

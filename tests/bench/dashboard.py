@@ -20,6 +20,9 @@ timed is each product's own code, in a fresh process per measurement:
   progress the pages keep as learners save, built whole, as after the notebooks
   change; seeding bypassed the pages, so it runs once before the dashboard);
 - companion dashboard: ``companion.dashboard.figures(store, catalog)``;
+- companion feedback queue: ``companion.dashboard.coaching.queue`` and
+  ``median_hours``, what the dashboard opens on (a fifth of reflections are
+  shared, with a "shared" event, and 99% of those have had feedback);
 - companion export: ``companion.exports.write_evaluation(store, catalog, path)``;
 - nbgrader dashboard: ``Gradebook.student_dicts()`` plus
   ``Gradebook.submission_dicts(a)`` for each assignment (what formgrader's
@@ -43,6 +46,7 @@ from common import REPO, log
 
 BATCH = 20_000
 COHORT_SIZE = 50
+ANSWERED = 0.99  # of the reflections learners shared, the share a facilitator has answered
 BASE = datetime(2025, 9, 1, tzinfo=timezone.utc)
 # Share of learners by sessions completed (0..6).
 COMPLETED_WEIGHTS = (0.10, 0.10, 0.10, 0.15, 0.15, 0.15, 0.25)
@@ -162,7 +166,7 @@ def seed_companion(url: str, catalog, learners: int) -> int:
         nonlocal written
         created = _stamp(BASE)
         for number in range(1, learners + 1):
-            rng = random.Random(-number)
+            rng, answers = random.Random(-number), random.Random(number)
             plan = learner_plan(catalog, number)
             last = max((at + timedelta(minutes=len(done_list) - 1) for _, done_list, at in plan if done_list), default=None)
             yield "learner", (number, f"learner{number:06d}", f"Learner {number}", f"learner{number}@example.org",
@@ -174,14 +178,18 @@ def seed_companion(url: str, catalog, learners: int) -> int:
                     value = json.dumps(_value(activity, rng))
                     shared = int(activity.kind == "Reflection" and rng.random() < 0.2)
                     yield "response", (number, session_id, activity.id, value, int(done), shared, moment)
-                    verb = "completed" if activity.kind == "SessionComplete" else "responded"
+                    verb = "shared" if shared else "completed" if activity.kind == "SessionComplete" else "responded"
                     yield "event", (number, session_id, activity.id, verb, value, moment)
+                    # A facilitator has answered most of what was shared, a day later (its own generator: the rest is unchanged).
+                    if shared and answers.random() < ANSWERED:
+                        yield "feedback", (number, activity.id, "facilitator", "Thank you for sharing this.", _stamp(at + timedelta(days=1, minutes=step)))
                     written += 1
 
     _bulk(_sqlite_path(url), {
         "learner": "INSERT INTO learners (id, username, name, email, cohort, department, extra, created_at, last_active) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
         "response": "INSERT INTO responses (learner_id, session_id, activity_id, value, done, shared, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
         "event": "INSERT INTO events (learner_id, session_id, activity_id, verb, value, at) VALUES (?, ?, ?, ?, ?, ?)",
+        "feedback": "INSERT INTO feedback (learner_id, activity_id, author, text, at) VALUES (?, ?, ?, ?, ?)",
     }, rows())
     return written
 
@@ -280,6 +288,27 @@ def _companion_dashboard(url: str, root: str, home: str, out: str) -> dict:
     seconds = time.perf_counter() - started
     complete = [s.complete for s in result.overall.sessions] if hasattr(result, "overall") else [result.get(s.id, 0) for s in catalog.settings.sessions]
     return {"seconds": seconds, "function": function, "complete": complete}
+
+
+def _companion_queue(url: str, root: str, home: str, out: str) -> dict:
+    """What the dashboard opens on: the feedback queue (its first items described, and the count) and the median wait."""
+    from companion.dashboard.coaching import median_hours, queue
+    from companion.store import Store
+
+    catalog = _catalog(Path(root), Path(home))
+    store = Store(url)
+    now = datetime.now(timezone.utc)
+    with store.engine.connect() as db:  # the 30 days' median over the seeded months, as if opened just after them
+        from sqlalchemy import text
+
+        latest = db.execute(text("SELECT max(at) FROM feedback")).scalar()
+    if latest:
+        now = datetime.fromisoformat(latest).replace(tzinfo=timezone.utc) + timedelta(days=1)
+    started = _begin()
+    waiting = queue(store, catalog, now)
+    hours = median_hours(store, now)
+    return {"seconds": time.perf_counter() - started, "function": "companion.dashboard.coaching.queue and median_hours",
+            "waiting": waiting.count, "answered_in_30_days": len(hours)}
 
 
 def _companion_export(url: str, root: str, home: str, out: str) -> dict:
@@ -385,6 +414,7 @@ def scale(workdir: Path, sizes: list[int], cap: float, peer_cap: float) -> dict:
         # The pages keep progress current as learners save; seeding bypassed them, so build it as after a notebook change.
         figures["companion_rebuild"] = measure("_companion_rebuild", (companion_url, *args, ""), cap)
         figures["companion_dashboard"] = measure("_companion_dashboard", (companion_url, *args, str(folder / "x")), cap)
+        figures["companion_queue"] = measure("_companion_queue", (companion_url, *args, ""), cap)
         figures["companion_export"] = measure("_companion_export", (companion_url, *args, str(folder / "evaluation.csv")), cap)
         for key, function, out in (("nbgrader_dashboard", "_nbgrader_dashboard", ""), ("nbgrader_export", "_nbgrader_export", str(folder / "grades.csv"))):
             if key in over:

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import and_, exists, func, select, update
+from sqlalchemy import exists, func, select, update
 from sqlalchemy.orm import Session
 
 from ..errors import StoreError
@@ -205,11 +205,13 @@ class Coaching(Database):
         A reflection waits from when it was first shared (its "shared" event), or
         from its last save when the log holds no such event."""
         with self.session(write=False) as db:
+            # Both read through the partial indexes of migration 0006: only the shared rows, and for each
+            # reflection still waiting, its own first "shared" event.
             shared_at = (
-                select(EventRow.learner_id, EventRow.activity_id, func.min(EventRow.at).label("at"))
-                .where(EventRow.verb == "shared")
-                .group_by(EventRow.learner_id, EventRow.activity_id)
-                .subquery()
+                select(func.min(EventRow.at))
+                .where(EventRow.learner_id == ResponseRow.learner_id, EventRow.activity_id == ResponseRow.activity_id,
+                       EventRow.verb == "shared")
+                .scalar_subquery()
             )
             answered = exists().where(
                 FeedbackRow.learner_id == ResponseRow.learner_id, FeedbackRow.activity_id == ResponseRow.activity_id,
@@ -217,9 +219,8 @@ class Coaching(Database):
             )
             reflections = db.execute(
                 select(LearnerRow.username, LearnerRow.name, LearnerRow.cohort, ResponseRow.activity_id,
-                       func.coalesce(shared_at.c.at, ResponseRow.updated_at))
+                       func.coalesce(shared_at, ResponseRow.updated_at))
                 .join(LearnerRow, LearnerRow.id == ResponseRow.learner_id)
-                .outerjoin(shared_at, and_(shared_at.c.learner_id == ResponseRow.learner_id, shared_at.c.activity_id == ResponseRow.activity_id))
                 .where(ResponseRow.shared.is_(True), ~answered)
             ).all()
             replied = exists().where(FeedbackRow.check_in_id == CheckInRow.id)
@@ -236,28 +237,26 @@ class Coaching(Database):
     def hours_to_first_feedback(self, since: datetime) -> list[float]:
         """For each reflection shared or check-in made since ``since`` that has had feedback: hours until the first."""
         with self.session(write=False) as db:
+            first_feedback = (
+                select(func.min(FeedbackRow.at))
+                .where(FeedbackRow.learner_id == EventRow.learner_id, FeedbackRow.activity_id == EventRow.activity_id,
+                       FeedbackRow.check_in_id.is_(None))
+                .scalar_subquery()
+            )
+            # The "shared" events through their partial index (migration 0006); feedback looked up only for those since.
             shared = db.execute(
-                select(EventRow.learner_id, EventRow.activity_id, func.min(EventRow.at))
+                select(func.min(EventRow.at), first_feedback)
                 .where(EventRow.verb == "shared")
                 .group_by(EventRow.learner_id, EventRow.activity_id)
+                .having(func.min(EventRow.at) >= since)
             ).all()
-            first = {
-                (learner, activity): at
-                for learner, activity, at in db.execute(
-                    select(FeedbackRow.learner_id, FeedbackRow.activity_id, func.min(FeedbackRow.at))
-                    .where(FeedbackRow.check_in_id.is_(None))
-                    .group_by(FeedbackRow.learner_id, FeedbackRow.activity_id)
-                )
-            }
             check_ins = db.execute(
                 select(CheckInRow.at, func.min(FeedbackRow.at))
                 .join(FeedbackRow, FeedbackRow.check_in_id == CheckInRow.id)
                 .where(CheckInRow.at >= since)
                 .group_by(CheckInRow.id, CheckInRow.at)
             ).all()
-        since = _aware(since)
-        pairs = [(_aware(at), _aware(first[(l, a)])) for l, a, at in shared if (l, a) in first and _aware(at) >= since]
-        pairs += [(_aware(asked), _aware(answered)) for asked, answered in check_ins]
+        pairs = [(_aware(asked), _aware(answered)) for asked, answered in [*shared, *check_ins] if answered is not None]
         return [max(0.0, (answered - asked).total_seconds() / 3600) for asked, answered in pairs]
 
     # Reminders sent ------------------------------------------------------------

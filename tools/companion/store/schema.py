@@ -39,7 +39,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 MAX_VALUE_BYTES = 200_000  # one saved value, as JSON; a reflection is limited to far less
 # The newest migration in companion/migrations/versions (tests/test_store.py keeps the two in agreement).
 # A store already at it opens without loading Alembic: every page's kernel opens the store.
-HEAD_REVISION = "0005"
+HEAD_REVISION = "0006"
 
 
 def utcnow() -> datetime:
