@@ -8,6 +8,7 @@ import json
 import random
 import re
 import sqlite3
+import statistics
 import uuid
 from datetime import datetime, timezone
 from html.parser import HTMLParser
@@ -504,9 +505,37 @@ def _reference_feed(store, catalog):
     return strip(scores), strip(ratings), strip(latest), goals_set
 
 
+def _reference_coaching(store) -> dict[str, dict]:
+    """Per username, the feed's coaching columns as documented, from every check-in, feedback item and event."""
+    day = lambda moment: moment.astimezone(timezone.utc).date().isoformat() if moment else ""  # noqa: E731
+    check_ins, feedback, shared = {}, {}, {}
+    for check_in in store.all_check_ins():
+        check_ins.setdefault(check_in.username, []).append(check_in)
+    for username, item in store.all_feedback():
+        feedback.setdefault(username, []).append(item)
+    for event in store.events():
+        if event.verb == "shared":
+            shared.setdefault((event.username, event.activity_id), event.at)
+    columns = {}
+    for name in check_ins.keys() | feedback.keys():
+        mine = {c.id: c for c in check_ins.get(name, [])}
+        first = {}
+        for item in feedback.get(name, []):
+            key = (item.activity_id, item.check_in)
+            first[key] = min(first.get(key, item.at), item.at)
+        hours = []
+        for (activity_id, check_in), answered in first.items():
+            asked = shared.get((name, activity_id)) if check_in is None else getattr(mine.get(check_in), "at", None)
+            if asked is not None:
+                hours.append(max(0.0, (answered - asked).total_seconds() / 3600))
+        columns[name] = dict(check_ins=len(mine), last_check_in=day(max((c.at for c in mine.values()), default=None)),
+                             feedback_received=len(feedback.get(name, [])),
+                             median_hours_to_feedback=round(statistics.median(hours), 2) if hours else "")
+    return columns
+
+
 def _reference_csv(store, catalog, path) -> None:
     """The evaluation CSV as write_evaluation wrote it before the bulk reads (DictWriter, every cell neutralised)."""
-    from companion.coaching_exports import CoachingRecord
     from companion.dashboard import everyone_progress
     from companion.exports import IDENTITY_COLUMNS, evaluation_columns
     from companion.progress import COMPLETE
@@ -517,7 +546,7 @@ def _reference_csv(store, catalog, path) -> None:
     learners = store.learners()
     progress = everyone_progress(store, catalog, learners)
     scores, ratings, goals, goals_set = _reference_feed(store, catalog)
-    coaching = CoachingRecord.read(store, [learner.username for learner in learners])
+    coaching = _reference_coaching(store)
     last_active = store.last_active()
     with open(path, "w", encoding="utf-8", newline="") as out:
         writer = csv.DictWriter(out, fieldnames=evaluation_columns(catalog))
@@ -549,8 +578,7 @@ def _reference_csv(store, catalog, path) -> None:
                 row[f"goal_{key}_target"] = str(goal.get("target") or "")
                 row[f"goal_{key}_status"] = str(goal.get("status") or "") if goal else ""
             row["goals_set"] = goals_set.get(name, 0)
-            row.update(check_ins=coaching.check_in_count(name), last_check_in=day(coaching.last_check_in(name)),
-                       feedback_received=coaching.received(name), median_hours_to_feedback=coaching.median_hours(name))
+            row.update(coaching.get(name, dict(check_ins=0, last_check_in="", feedback_received=0, median_hours_to_feedback="")))
             active = last_active.get(name)
             row["last_active"] = active.astimezone(timezone.utc).isoformat(timespec="seconds") if active else ""
             writer.writerow({key: neutralise(value) for key, value in row.items()})

@@ -3,14 +3,9 @@
 Three things live here, all read-only compositions of the store's reads:
 
 - :class:`CoachingRecord`: everyone's check-ins and the feedback they received,
-  read once per export, with the figures the evaluation feed carries per learner
-  (check-ins, the last one, feedback received, median hours to first feedback).
-  "Hours to first feedback" is measured as the store's
-  :meth:`~companion.store.Store.hours_to_first_feedback` measures it, per
-  learner: for a reflection, from when the learner first shared it (its
-  ``shared`` event) to the first feedback on it; for a goal check-in, from the
-  check-in to the first feedback on that check-in. Feedback on a goal itself is
-  counted as received but not timed (nothing was offered at a known moment).
+  read once per export of the goal history. (The evaluation feed's coaching
+  figures, per learner, the store works out itself:
+  :meth:`~companion.store.Store.coaching_figures`.)
 - :func:`write_goals` (``companion export goals``): the goal history, one row per
   check-in: ``username, name, cohort, competency, goal_id, goal, status, note,
   checked_in_at, feedback, feedback_count, first_feedback_at``. The goal is its
@@ -44,11 +39,10 @@ Example::
 from __future__ import annotations
 
 import csv
-import statistics
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from .catalog import Catalog
 from .exports import _write_atomically, neutralise
@@ -68,58 +62,20 @@ class CoachingRecord:
 
     check_ins: dict[str, list[CheckIn]] = field(default_factory=dict)
     feedback: dict[str, list[Feedback]] = field(default_factory=dict)
-    shared_at: dict[tuple[str, str], datetime] = field(default_factory=dict)  # first "shared" event, (username, activity)
 
     @classmethod
-    def read(cls, store: Store, usernames: Iterable[str] | None = None, timing: bool = True) -> "CoachingRecord":
-        """Read the record of these learners (None: those who checked in or had feedback; ``timing=False``:
-        without the sharing times that hours to feedback are measured from). Three bulk reads, whatever the cohort."""
+    def read(cls, store: Store) -> "CoachingRecord":
+        """Read everyone's record: two bulk reads, whatever the cohort."""
         record = cls()
         for check_in in store.all_check_ins():
             record.check_ins.setdefault(check_in.username, []).append(check_in)
-        wanted = None if usernames is None else set(usernames)
         for username, item in store.all_feedback():
-            if wanted is None or username in wanted:
-                record.feedback.setdefault(username, []).append(item)
-        answered = {(u, f.activity_id) for u, items in record.feedback.items() for f in items if f.check_in is None}
-        if timing and answered:
-            record.shared_at = {key: at for key, at in store.first_shared().items() if key in answered}
+            record.feedback.setdefault(username, []).append(item)
         return record
-
-    def check_in_count(self, username: str) -> int:
-        return len(self.check_ins.get(username, ()))
-
-    def last_check_in(self, username: str) -> datetime | None:
-        return max((c.at for c in self.check_ins.get(username, ())), default=None)
-
-    def received(self, username: str) -> int:
-        return len(self.feedback.get(username, ()))
 
     def on_check_in(self, username: str, check_in_id: int) -> list[Feedback]:
         """The feedback on one check-in, oldest first."""
         return [f for f in self.feedback.get(username, ()) if f.check_in == check_in_id]
-
-    def hours_to_first_feedback(self, username: str) -> list[float]:
-        """For each shared reflection and each check-in of this learner that had feedback: hours until the first."""
-        first: dict[tuple[str, int | None], datetime] = {}
-        for item in self.feedback.get(username, ()):
-            key = (item.activity_id, item.check_in)
-            if key not in first or item.at < first[key]:
-                first[key] = item.at
-        offered: list[tuple[datetime, datetime]] = []
-        for (activity_id, check_in), answered in first.items():
-            if check_in is None:
-                shared = self.shared_at.get((username, activity_id))
-                if shared is not None:
-                    offered.append((shared, answered))
-        by_id = {c.id: c for c in self.check_ins.get(username, ())}
-        offered += [(by_id[c].at, answered) for (_, c), answered in first.items() if c is not None and c in by_id]
-        return [max(0.0, (answered - asked).total_seconds() / 3600) for asked, answered in offered]
-
-    def median_hours(self, username: str) -> float | str:
-        """The median of :meth:`hours_to_first_feedback`, to 2 decimals; empty when nothing offered had feedback."""
-        hours = self.hours_to_first_feedback(username)
-        return round(statistics.median(hours), 2) if hours else ""
 
 
 # The goal history --------------------------------------------------------------------
@@ -129,7 +85,7 @@ def goal_rows(store: Store, catalog: Catalog) -> list[dict[str, Any]]:
     """One dict per goal check-in (oldest first), keyed by :data:`GOAL_COLUMNS`, not yet neutralised."""
     goals = {a.id: a for a in catalog.all_activities() if a.kind == "Goal"}
     people = {learner.username: learner for learner in store.learners()}
-    record = CoachingRecord.read(store, timing=False)
+    record = CoachingRecord.read(store)
     ids = sorted({c.activity_id for checks in record.check_ins.values() for c in checks})
     written = {(r.username, r.activity_id): r.value if isinstance(r.value, dict) else {} for r in store.latest_responses(ids)}
     rows = []

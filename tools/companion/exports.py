@@ -34,7 +34,7 @@ in this order (sessions and competencies as ``course/course.toml`` lists them;
   reflections, goals and check-ins); ``median_hours_to_feedback``: the median,
   over the shared reflections and check-ins that had feedback, of the hours
   from sharing (or checking in) to the first feedback, to 2 decimals; empty
-  when none had feedback (see :class:`companion.coaching_exports.CoachingRecord`)
+  when none had feedback (see :meth:`companion.store.Store.coaching_figures`)
 - ``last_active``: when the supervisor last did anything (UTC, ISO 8601)
 
 Reflections never appear in the feed, nor do check-in notes or feedback text.
@@ -337,25 +337,20 @@ def _evaluation_values(store: Store, catalog: Catalog) -> Iterator[list]:
     The text a person wrote (the roster's, a goal's) is neutralised where it is
     read; every other cell is a number, a date, empty or one of the export's own
     words, never a formula."""
-    from .coaching_exports import CoachingRecord
-
     learners = store.roster_rows()
     progress, not_started = _progress(store, catalog)
     feed = _Feed(store, catalog)
     cells = feed.finish()
     nothing = feed.blank
-    coaching = CoachingRecord.read(store, [learner[1] for learner in learners])
-    coached = coaching.check_ins.keys() | coaching.feedback.keys()
+    coaching = store.coaching_figures()
     for learner_id, username, name, email, cohort, department, active in learners:
         row = neutralise_texts([username, name, email, cohort, department])
         row += progress.get(learner_id, not_started)
         row += cells.get(learner_id, nothing)
-        if username in coached:
-            row += (
-                coaching.check_in_count(username), _day(coaching.last_check_in(username)),
-                coaching.received(username), coaching.median_hours(username),
-            )
-        else:  # what the record's methods give for someone with no check-in and no feedback
+        figures = coaching.get(learner_id)
+        if figures is not None:
+            row += (figures.check_ins, figures.last_check_in, figures.feedback, figures.median_hours)
+        else:  # no check-in and no feedback
             row += (0, "", 0, "")
         row.append(active or "")
         yield row
