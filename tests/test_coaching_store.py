@@ -99,6 +99,24 @@ def test_the_wait_for_feedback_counts_from_the_first_share_and_only_shares_in_th
     assert store.hours_to_first_feedback(utcnow() - timedelta(hours=5)) == [], "shared before the period: not counted"
 
 
+def test_the_feeds_last_check_in_is_its_utc_day_whatever_the_databases_time_zone(store_url):
+    from datetime import datetime, timezone
+
+    from sqlalchemy import text, update
+
+    from companion.store import CheckInRow
+
+    postgres = store_url.startswith("postgresql")
+    store = with_goal(store_url + ("?options=-c%20timezone%3DPacific/Auckland" if postgres else ""), "ana")
+    store.add_check_in("ana", "s5", GOAL, "In progress", "Late in the day.")
+    with store.engine.begin() as db:  # 23:30 UTC on 1 March: already 2 March in Auckland
+        db.execute(update(CheckInRow).values(at=datetime(2026, 3, 1, 23, 30, tzinfo=timezone.utc)))
+        if postgres:
+            assert db.execute(text("SHOW timezone")).scalar() == "Pacific/Auckland"
+    [figures] = store.coaching_figures().values()
+    assert (figures.check_ins, figures.last_check_in, figures.feedback, figures.median_hours) == (1, "2026-03-01", 0, "")
+
+
 def test_feedback_is_new_until_the_learner_looks(store_url):
     store = with_goal(store_url, "ana")
     store.add_feedback("ana", GOAL, "Lee", "One.", goal=True)

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import statistics
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timezone
 
 from sqlalchemy import case, exists, func, select, update
 from sqlalchemy.orm import Session
@@ -220,7 +220,7 @@ class Coaching(Database):
             for learner_id, count, last in db.execute(
                 select(CheckInRow.learner_id, func.count(), func.max(CheckInRow.at)).group_by(CheckInRow.learner_id)
             ):
-                figures[learner_id] = CoachingFigures(count, _aware(last).date().isoformat())
+                figures[learner_id] = CoachingFigures(count, _aware(last).astimezone(timezone.utc).date().isoformat())
             for learner_id, count, waited in db.execute(
                 select(f.learner_id, func.count(), hours).group_by(f.learner_id, f.activity_id, f.check_in_id)
             ):
