@@ -135,8 +135,9 @@ def page_query() -> str:
 
         end_quietly_until_a_page_arrives()
         wait_for_request()
-        # Voila sets the request's variables; the wait also ends, without them, when the server's connection drops.
-        _page_arrived = "SCRIPT_NAME" in os.environ
+        # A kept-ready kernel's wait ends with the request's variables set, or without them when the server's
+        # connection drops; any other kernel was started for a request.
+        _page_arrived = os.environ.get("VOILA_PREHEAT") != "True" or "SCRIPT_NAME" in os.environ
     else:
         _page_arrived = True
     return os.environ.get("QUERY_STRING", "")
