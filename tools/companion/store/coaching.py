@@ -22,13 +22,14 @@ from __future__ import annotations
 
 import statistics
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime
 
 from sqlalchemy import case, exists, func, select, update
 from sqlalchemy.orm import Session
 
 from ..errors import StoreError
 from .database import Database
+from .reads import _utc_text
 from .schema import (
     _EVENT_INSERT,
     _TOUCH_LEARNER,
@@ -217,10 +218,11 @@ class Coaching(Database):
             hours = (func.julianday(first) - func.julianday(asked)) * 24
         figures: dict[int, CoachingFigures] = {}
         with self.session(write=False) as db:
+            last_day = _utc_text(func.max(CheckInRow.at), self.engine.dialect.name, day=True)
             for learner_id, count, last in db.execute(
-                select(CheckInRow.learner_id, func.count(), func.max(CheckInRow.at)).group_by(CheckInRow.learner_id)
+                select(CheckInRow.learner_id, func.count(), last_day).group_by(CheckInRow.learner_id)
             ):
-                figures[learner_id] = CoachingFigures(count, _aware(last).astimezone(timezone.utc).date().isoformat())
+                figures[learner_id] = CoachingFigures(count, last)
             for learner_id, count, waited in db.execute(
                 select(f.learner_id, func.count(), hours).group_by(f.learner_id, f.activity_id, f.check_in_id)
             ):
