@@ -109,6 +109,8 @@ def test_use_forking_selects_the_provisioner_and_a_kernel_runs_in_the_given_envi
         assert reply["content"]["status"] == "error" and reply["content"]["ename"] == "KeyboardInterrupt"
         process = psutil.Process(pid)
         assert process.ppid() != os.getpid(), "forked by the zygote, not started by this process"
+        # Scheduled as a batch process (companion.forking.schedule_as_kernel); the server that started it is not.
+        assert os.sched_getscheduler(pid) == os.SCHED_BATCH and os.sched_getscheduler(0) == os.SCHED_OTHER
         assert await manager.is_alive()
         client.stop_channels()
         await manager.shutdown_kernel()
@@ -158,6 +160,9 @@ def test_two_learners_pages_open_and_save_in_separate_forked_kernels(forking, ch
     for learner, kernel in kernels.items():
         # Each page's kernel is its own process and session, forked by the zygote, not the server.
         assert pids[kernel] != zygote_pid
+        # A kernel gives way to the process running when it wakes; the server answering requests does not.
+        assert os.sched_getscheduler(pids[kernel]) == os.SCHED_BATCH
+    assert os.sched_getscheduler(forking.process.pid) == os.SCHED_OTHER
 
 
 def test_a_killed_kernel_is_restarted_and_an_unused_one_culled_without_a_zombie(forking, page):

@@ -1,6 +1,7 @@
 """Store throughput: many processes saving at once for a fixed time, and proof that none was lost.
 
 Each writer is its own process (as each learner's page has its own kernel) and
+is scheduled as a forked kernel is (``companion.forking.schedule_as_kernel``). It
 calls the product's ``Store.save`` with its session's rule, as a page does (an
 event, the latest response and the learner's progress, one transaction) in a loop: all start together, stop at the same deadline, and
 report how many saves returned. They start once the machine is quiet (the page
@@ -17,9 +18,11 @@ from common import quiet_machine, summary
 
 
 def _writer(url: str, writer: int, ready, start_at, seconds: float, results) -> None:
+    from companion.forking import schedule_as_kernel
     from companion.progress import SessionRule
     from companion.store import open_store
 
+    schedule_as_kernel()  # as a forked kernel is scheduled
     store = open_store(url)  # opened (and the schema checked) before the clock starts
     # As a page saves: with its session's rule, so each save keeps the learner's progress current too.
     rule = SessionRule("s1", tuple(f"s1-a{n}" for n in range(5)), "s1-complete", ("s1", "s2"), "bench")

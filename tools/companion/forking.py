@@ -106,6 +106,7 @@ def zygote_main() -> None:
         pass
     if os.getppid() != server_pid:  # the server is gone already
         os._exit(1)
+    schedule_as_kernel()  # and so every kernel forked from here
     gc.disable()
     failed = []
     for name in PRELOAD:
@@ -151,6 +152,25 @@ def zygote_main() -> None:
                 if pid == 0:
                     _child(request, sock, (wake_read, wake_write), server_pid, server_fd)  # never returns
                 _send(sock, {"id": request["id"], "pid": pid})
+
+
+def schedule_as_kernel() -> None:
+    """Run this process under Linux's ``SCHED_BATCH`` policy, as every forked kernel runs (the zygote's, inherited).
+
+    A batch process that wakes up (a kernel whose save's turn has come, or
+    whose page sent a message) waits for the running process's time slice to
+    end rather than interrupting it. With dozens of kernels saving at once, the
+    one writing holds the store's write lock for less time: 64 processes saving
+    as fast as they can went from 1,767-2,144 saves a second to 2,348-2,417, in
+    alternate runs on 2 cores. Its share of the processor is the same, and the
+    server, not a batch process, still answers a browser's request at once. Where the
+    policy does not exist (not Linux), nothing changes.
+
+    The store benchmark's writers call it too, as the kernels they stand for do."""
+    try:
+        os.sched_setscheduler(0, os.SCHED_BATCH, os.sched_param(0))
+    except (AttributeError, OSError):
+        pass
 
 
 def _reap(sock: socket.socket) -> None:
