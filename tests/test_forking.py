@@ -10,9 +10,14 @@ and stopped kernels leave no zombie or orphan.
 from __future__ import annotations
 
 import asyncio
+import json
+import logging
 import os
 import re
 import signal
+import subprocess
+import sys
+import textwrap
 import time
 import urllib.request
 from pathlib import Path
@@ -233,10 +238,10 @@ def test_stopping_the_server_leaves_no_kernel_zygote_or_zombie(forking):
     alive = [described(pid) for pid in [*kernels, *zygotes] if not gone(pid)]
     assert not alive, f"left behind: {alive} (zygotes were {zygotes})"
     # Kept-ready kernels wait inside a cell for their page's request; stopped, they end quietly, where each
-    # used to answer on a closed socket. (A kernel still starting as the server stops is another matter.)
+    # used to answer on a closed socket. A kernel still starting as the server stops ends quietly too.
     output = Path(forking.log.name).read_text(errors="replace")
     assert "is filled with" in output and "Kernel shutdown" in output
-    for fault in ("Exception in message handler", "Socket operation on non-socket"):
+    for fault in ("Exception in message handler", "Socket operation on non-socket", "Traceback"):
         assert fault not in output, output[output.index(fault) - 2000 :][:4000]
 
 
@@ -262,3 +267,54 @@ def test_kernels_start_the_normal_way_when_the_zygote_keeps_dying(tmp_path, monk
         wait_until(lambda: gone(pid), timeout=10, what="the kernel reaped")
 
     run_in_own_loop(run)
+
+
+def connection_file(folder: Path, sockets: Path) -> Path:
+    """A kernel's connection file whose Unix sockets are to be made in ``sockets`` (ipc, as the server's kernels use)."""
+    path = folder / "kernel-probe.json"
+    ports = dict(shell_port=1, iopub_port=2, stdin_port=3, control_port=4, hb_port=5)
+    path.write_text(json.dumps({**ports, "ip": str(sockets / "kernel-probe-ipc"), "transport": "ipc", "key": "k",
+                                "signature_scheme": "hmac-sha256", "kernel_name": ""}))
+    return path
+
+
+def test_a_forked_kernel_that_cannot_make_its_sockets_says_why(tmp_path, capfd):
+    connection = connection_file(tmp_path, tmp_path / "no-such-folder")
+
+    async def run():
+        from companion.forking import Zygote
+
+        zygote = await Zygote.get(logging.getLogger("test"))
+        try:
+            pid = await zygote.fork(["-f", str(connection)], dict(os.environ), str(tmp_path))
+            for _ in range(300):
+                if pid in zygote.statuses:
+                    break
+                await asyncio.sleep(0.1)
+            assert zygote.statuses.get(pid) == 1, "the kernel ended with an error"
+        finally:
+            zygote.stop()
+
+    run_in_own_loop(run)
+    assert "Traceback" in capfd.readouterr().err, "a kernel failing while its server runs reports why"
+
+
+@pytest.mark.parametrize("server_stopped", [True, False])
+def test_a_kernel_thread_failing_after_the_server_removed_its_connection_file_ends_it_quietly(tmp_path, server_stopped):
+    # What a kernel forked as the server stops meets: its heartbeat thread cannot bind in the removed folder.
+    connection = connection_file(tmp_path, tmp_path)
+    code = textwrap.dedent(f"""
+        import os, threading
+        from companion.forking import _end_quietly_if_orphaned
+        _end_quietly_if_orphaned({str(connection)!r})
+        if {server_stopped}:
+            os.remove({str(connection)!r})
+        threading.Thread(target=lambda: 1 / 0, name="Heartbeat").start()
+        threading.Event().wait(5)
+        print("still running")
+    """)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    if server_stopped:
+        assert (done.returncode, done.stdout, done.stderr) == (1, "", "")
+    else:
+        assert "ZeroDivisionError" in done.stderr and done.stdout == "still running\n" and done.returncode == 0

@@ -207,6 +207,7 @@ def _kernel_set_up() -> None:
 def _child(request: dict, sock: socket.socket, pipes: tuple[int, int], server_pid: int, server_fd: int) -> None:
     """In the forked child: become the kernel the request describes, then exit."""
     code = 1
+    connection_file = _connection_file(request["args"])
     try:
         # Seen from outside (ps, /proc/<pid>/cmdline) the child would read as the zygote; it is the kernel.
         # (Before the environment is replaced: setproctitle finds the room it needs beside it.)
@@ -231,6 +232,7 @@ def _child(request: dict, sock: socket.socket, pipes: tuple[int, int], server_pi
         sys.path[0] = cwd  # as for ``python -m ipykernel_launcher`` started in cwd
         gc.enable()
         _watch_server(server_pid, server_fd)
+        _end_quietly_if_orphaned(connection_file)
         import ipykernel_launcher
         from ipykernel.kernelapp import IPKernelApp
 
@@ -245,13 +247,45 @@ def _child(request: dict, sock: socket.socket, pipes: tuple[int, int], server_pi
     except SystemExit as exit_:
         code = exit_.code if isinstance(exit_.code, int) else (0 if exit_.code is None else 1)
     except BaseException:  # noqa: BLE001 - the child must never return into the zygote's loop
-        traceback.print_exc()
+        if not _orphaned(connection_file):
+            traceback.print_exc()
     finally:
         try:
             sys.stdout.flush()
             sys.stderr.flush()
         finally:
             os._exit(code)
+
+
+def _connection_file(args: list[str]) -> str | None:
+    """The connection file in a kernel's command line (``-f <file>``, as jupyter_client gives it)."""
+    for flag, value in zip(args, args[1:]):
+        if flag == "-f":
+            return value
+    return None
+
+
+def _orphaned(connection_file: str | None) -> bool:
+    """Whether the server stopped as this kernel started: it removed the kernel's connection file, and with it
+    the folder of the kernel's sockets, so the kernel cannot bind them and no page will ever connect."""
+    return connection_file is not None and not os.path.exists(connection_file)
+
+
+def _end_quietly_if_orphaned(connection_file: str | None) -> None:
+    """A kernel's thread that fails once the server has removed its connection file ends the kernel, with no traceback.
+
+    A kernel forked as the server stops finds the folder of its sockets gone:
+    its heartbeat thread cannot bind and would print a ZMQError traceback into
+    the server's log, about a kernel no page ever had. Any other failure is
+    reported as before."""
+    report = threading.excepthook
+
+    def hook(args) -> None:
+        if _orphaned(connection_file):
+            os._exit(1)
+        report(args)
+
+    threading.excepthook = hook
 
 
 def _watch_server(server_pid: int, server_fd: int) -> None:
