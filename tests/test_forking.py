@@ -41,7 +41,8 @@ def forking(tmp_path_factory):
     root = make_course(tmp_path_factory.mktemp("forking") / "course")
     toml = root / "course" / "course.toml"
     toml.write_text(toml.read_text().replace("closed_page_seconds = 120", "closed_page_seconds = 10"))
-    server = Server(root, mode="link", learner="nobody")
+    # A home of its own: where IPython would keep its history if the kernels kept one.
+    server = Server(root, mode="link", learner="nobody", extra_env={"HOME": str(tmp_path_factory.mktemp("user-home"))})
     yield server
     server.stop()
 
@@ -168,6 +169,18 @@ def test_two_learners_pages_open_and_save_in_separate_forked_kernels(forking, ch
         # A kernel gives way to the process running when it wakes; the server answering requests does not.
         assert os.sched_getscheduler(pids[kernel]) == os.SCHED_BATCH
     assert os.sched_getscheduler(forking.process.pid) == os.SCHED_OTHER
+
+
+def test_the_pages_kernels_keep_no_command_history(forking):
+    with urllib.request.urlopen(link(forking, "hal"), timeout=180) as response:
+        assert response.status == 200  # the page's cells have run in its kernel
+    home = load_settings(forking.root).home
+    profile = home / "ipython" / "profile_default"
+    assert "HistoryManager.enabled = False" in (profile / "ipython_kernel_config.py").read_text()
+    # IPython made its folder where the server pointed it, and wrote no history there or in the user's home.
+    assert (profile / "security").is_dir() and (profile / "startup").is_dir()
+    databases = [*profile.glob("*.sqlite"), *(Path(forking.env["HOME"]) / ".ipython").rglob("*.sqlite")]
+    assert databases == []
 
 
 def test_a_killed_kernel_is_restarted_and_an_unused_one_culled_without_a_zombie(forking, page):

@@ -132,13 +132,37 @@ def write_template(settings: Settings) -> Path:
 
 
 def kernel_environment(settings: Settings, mode: str) -> dict[str, str]:
-    """What every kernel inherits: where the course and data are, and how learners are identified."""
+    """What every kernel inherits: where the course and data are, how learners are identified,
+    and IPython's folder for the pages' kernels (:func:`write_kernel_profile`)."""
     return {
         "COMPANION_COURSE_DIR": str(settings.root),
         "COMPANION_HOME": str(settings.home),
         "COMPANION_DB_URL": settings.db_url,
         "COMPANION_IDENTITY": mode,
+        "IPYTHONDIR": str(settings.home / "ipython"),
     }
+
+
+KERNEL_PROFILE = """\
+# Written by companion serve, for the pages' kernels (companion.server.write_kernel_profile).
+# No command history: IPython would otherwise append every cell of every page opened to one
+# database file, which grows without end and which every kernel starting writes to.
+c.HistoryManager.enabled = False
+"""
+
+
+def write_kernel_profile(settings: Settings) -> Path:
+    """IPython's folder for the pages' kernels, ``<home>/ipython``, with their configuration; returns it.
+
+    A page's kernel runs the session's cells, never a person's commands, so it
+    keeps no command history. Left to IPython's default folder (``~/.ipython``)
+    each page opened added the whole session's code to one history database
+    (13 KB a page; 31 MB after a day of this project's tests)."""
+    folder = settings.home / "ipython"
+    profile = folder / "profile_default"
+    profile.mkdir(parents=True, exist_ok=True)
+    (profile / "ipython_kernel_config.py").write_text(KERNEL_PROFILE, encoding="utf-8")
+    return folder
 
 
 def page_routes(settings: Settings) -> dict[str, str]:
@@ -379,6 +403,7 @@ def serve(
     if mode == HUB_SERVICE:  # the service shows only the dashboard: no kernels kept waiting for the learners' pages
         config["CompanionKernelManager"]["preheat_denylist"] = [page for page in page_routes(settings).values() if page != paths.DASHBOARD_NOTEBOOK]
     (settings.home / "voila.json").write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
+    write_kernel_profile(settings)
     os.environ.update(kernel_environment(settings, mode))
     jupyter_path = [str(write_template(settings)), *filter(None, os.environ.get("JUPYTER_PATH", "").split(os.pathsep))]
     os.environ["JUPYTER_PATH"] = os.pathsep.join(jupyter_path)
