@@ -87,6 +87,9 @@ def test_a_stopped_server_shows_the_banner_and_once_it_is_back_the_text_is_saved
         box = page.get_by_label(PROMPT)
         box.fill("Before the server stopped.")
         wait_until(lambda: text_of(store, "cy") == "Before the server stopped.", what="the first autosave")
+        # And the page has heard it was saved (as the learner sees "Saved"): otherwise the text typed next is
+        # kept as a change to an older version, and after the reload the learner is asked which to keep.
+        wait_until(lambda: kept_in_browser(page) == {}, timeout=10, what="the page to hear of the first autosave")
     finally:
         first.stop()
 
