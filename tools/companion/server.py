@@ -139,7 +139,7 @@ def kernel_environment(settings: Settings, mode: str) -> dict[str, str]:
         "COMPANION_HOME": str(settings.home),
         "COMPANION_DB_URL": settings.db_url,
         "COMPANION_IDENTITY": mode,
-        "IPYTHONDIR": str(settings.home / "ipython"),
+        "IPYTHONDIR": str(kernel_ipython_dir(settings)),
     }
 
 
@@ -151,6 +151,11 @@ c.HistoryManager.enabled = False
 """
 
 
+def kernel_ipython_dir(settings: Settings) -> Path:
+    """IPython's folder for the pages' kernels: ``<home>/ipython``."""
+    return settings.home / "ipython"
+
+
 def write_kernel_profile(settings: Settings) -> Path:
     """IPython's folder for the pages' kernels, ``<home>/ipython``, with their configuration; returns it.
 
@@ -158,7 +163,7 @@ def write_kernel_profile(settings: Settings) -> Path:
     keeps no command history. Left to IPython's default folder (``~/.ipython``)
     each page opened added the whole session's code to one history database
     (13 KB a page; 31 MB after a day of this project's tests)."""
-    folder = settings.home / "ipython"
+    folder = kernel_ipython_dir(settings)
     profile = folder / "profile_default"
     profile.mkdir(parents=True, exist_ok=True)
     (profile / "ipython_kernel_config.py").write_text(KERNEL_PROFILE, encoding="utf-8")
