@@ -252,11 +252,10 @@ def test_stopping_the_server_leaves_no_kernel_zygote_or_zombie(forking):
     assert not alive, f"left behind: {alive} (zygotes were {zygotes})"
     # Kept-ready kernels wait inside a cell for their page's request; stopped, they end quietly, where each
     # used to answer on a closed socket. A kernel still starting as the server stops ends quietly too (its
-    # heartbeat thread used to print a ZMQError). Voila's own stop can still fail to remove the folder such a
-    # kernel is writing its sockets into (OSError "Directory not empty"), so not every traceback is ruled out.
+    # heartbeat thread used to print a ZMQError).
     output = Path(forking.log.name).read_text(errors="replace")
     assert "is filled with" in output and "Kernel shutdown" in output
-    for fault in ("Exception in message handler", "Socket operation on non-socket", "ZMQError"):
+    for fault in ("Exception in message handler", "Socket operation on non-socket", "ZMQError", "Traceback"):
         assert fault not in output, output[output.index(fault) - 2000 :][:4000]
 
 
@@ -333,3 +332,22 @@ def test_a_kernel_thread_failing_after_the_server_removed_its_connection_file_en
         assert (done.returncode, done.stdout, done.stderr) == (1, "", "")
     else:
         assert "ZeroDivisionError" in done.stderr and done.stdout == "still running\n" and done.returncode == 0
+
+
+def test_a_server_stopped_while_its_kernels_start_ends_them_removes_their_folder_and_prints_no_traceback(tmp_path):
+    """Stopped just as it answers, the server is still filling its pool: kernels are starting, making their
+    sockets in the connection folder. Voila removed the folder before stopping them, and the removal could
+    fail ("Directory not empty"); and its way of stopping every kernel stops short with a traceback at a
+    kernel still starting ("Kernel does not exist")."""
+    root = make_course(tmp_path / "course")
+    for attempt in range(3):
+        server = Server(root, mode="link", learner="nobody", home=tmp_path / f"home-{attempt}")
+        wait_until(lambda: FORKED.search(server.output()), what="a kernel forked for the pool")
+        server.stop()
+        output = Path(server.log.name).read_text(errors="replace")
+        assert server.process.returncode == 0, f"the server did not stop by itself (exit {server.process.returncode})"
+        assert "Traceback" not in output, output[max(0, output.index("Traceback") - 2000) :][:4000]
+        kernels = [int(pid) for _, pid in FORKED.findall(output)]
+        wait_until(lambda: all(gone(pid) for pid in kernels), timeout=30, what="every kernel forked to end")
+        folder = re.search(r"Storing connection files in (\S+)\.", output).group(1)
+        assert not os.path.exists(folder), f"the connection folder {folder} was left behind: {os.listdir(folder)}"

@@ -99,6 +99,10 @@ def zygote_main() -> None:
     sock = socket.socket(fileno=int(sys.argv[1]))
     server_pid = int(sys.argv[2])
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the server decides when kernels stop, not a terminal's ^C
+    # Nor a SIGTERM to the server's whole process group (systemd's stop, a terminal's kill): the zygote ends
+    # when the server closes its end, and until then forks the kernels the server is still starting, which
+    # would otherwise be started the slow way, as the server stops.
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     server_fd = -1
     try:
         server_fd = os.pidfd_open(server_pid)
@@ -215,6 +219,7 @@ def _child(request: dict, sock: socket.socket, pipes: tuple[int, int], server_pi
         signal.set_wakeup_fd(-1)
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
         signal.signal(signal.SIGINT, signal.default_int_handler)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
         sock.close()
         for fd in pipes:
             os.close(fd)
@@ -240,12 +245,15 @@ def _child(request: dict, sock: socket.socket, pipes: tuple[int, int], server_pi
         args = [*request["args"], "--IPKernelApp.parent_handle=1"]
         sys.argv = [ipykernel_launcher.__file__, *args]
         app = IPKernelApp.instance()  # what IPKernelApp.launch_instance does, with _kernel_set_up between
+        app.init_connection_file = _unless_orphaned(app.init_connection_file, connection_file)
         app.initialize(args)
         _kernel_set_up()
         app.start()
         code = 0
     except SystemExit as exit_:
         code = exit_.code if isinstance(exit_.code, int) else (0 if exit_.code is None else 1)
+    except KeyboardInterrupt:  # interrupted before ipykernel took SIGINT over: jupyter_client interrupts a kernel it stops
+        code = 1
     except BaseException:  # noqa: BLE001 - the child must never return into the zygote's loop
         if not _orphaned(connection_file):
             traceback.print_exc()
@@ -286,6 +294,18 @@ def _end_quietly_if_orphaned(connection_file: str | None) -> None:
         report(args)
 
     threading.excepthook = hook
+
+
+def _unless_orphaned(init_connection_file, connection_file: str | None):
+    """ipykernel's ``init_connection_file``, ending the kernel quietly instead if the server has removed the file:
+    finding no file, ipykernel would make its folder again, and sockets of its own choosing that no page knows."""
+
+    def init() -> None:
+        if _orphaned(connection_file):
+            raise SystemExit(1)
+        init_connection_file()
+
+    return init
 
 
 def _watch_server(server_pid: int, server_fd: int) -> None:

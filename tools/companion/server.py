@@ -18,10 +18,12 @@ server's ``ServerApp.tornado_settings`` instead).
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import re
 import shutil
+import time
 from html import escape
 from pathlib import Path
 from typing import Callable
@@ -385,7 +387,41 @@ def _voila_class(settings: Settings | None = None, extra: Callable[[str], list] 
             settings["compress_response"] = True
             return settings
 
+        def stop(self):
+            """Stop the kernels, then remove their connection folder.
+
+            Voila removes the folder first, and a kernel the pool was starting at
+            that instant kept making its sockets in it: the removal failed with
+            "Directory not empty". Its ``shutdown_all`` then stopped short at a kernel
+            still starting ("Kernel does not exist"). Each was a traceback in the
+            server's log as it stopped."""
+            from jupyter_core.utils import run_sync
+
+            run_sync(_stop_kernels)(self.kernel_manager, self.log)
+            _remove_folder(self.connection_dir, self.log)
+
     return CompanionVoila
+
+
+async def _stop_kernels(manager, log) -> None:
+    """Stop every kernel that has started, each on its own, so that one that cannot be stopped does not keep the
+    others running. A kernel still starting ends by itself: it finds its connection file or the server gone
+    (companion.forking)."""
+    kernels = list(manager.list_kernel_ids())
+    results = await asyncio.gather(*(manager.shutdown_kernel(kernel) for kernel in kernels), return_exceptions=True)
+    for kernel, result in zip(kernels, results):
+        if isinstance(result, Exception):
+            log.info("Kernel %s was not stopped (%s); it ends with the server.", kernel, getattr(result, "log_message", None) or result)
+
+
+def _remove_folder(folder: str, log, tries: int = 5) -> None:
+    """Remove ``folder``, trying again while a kernel that was starting still makes its sockets in it."""
+    for _ in range(tries):
+        shutil.rmtree(folder, ignore_errors=True)
+        if not os.path.exists(folder):
+            return
+        time.sleep(0.1)
+    log.warning("Could not remove the kernels' connection folder %s; it can be deleted.", folder)
 
 
 def prepare(settings: Settings, progress: Callable | None = None) -> None:
