@@ -113,6 +113,47 @@ def test_a_stopped_server_shows_the_banner_and_once_it_is_back_the_text_is_saved
         second.stop()
 
 
+def test_text_saved_as_the_page_lost_its_kernel_is_continued_after_a_reload_without_a_question(server, page):
+    """The store has the learner's text, but the page lost its link before it heard so (a server stopping
+    between its save and its answer). What the learner types next continues what this page saved, not a
+    change made elsewhere: after the reload it is put back and saved, and nobody is asked which to keep."""
+    link = {"hearing": True, "socket": None}
+
+    def route(socket):
+        kernel = socket.connect_to_server()
+        socket.on_message(kernel.send)
+        kernel.on_message(lambda message: socket.send(message) if link["hearing"] else None)
+        link["socket"] = socket
+
+    page.route_web_socket(re.compile(r".*/channels.*"), route)
+
+    def through(condition):  # the route passes messages on only while this test is in a call to the browser
+        return lambda: page.wait_for_timeout(50) or condition()
+
+    page.on("dialog", lambda dialog: dialog.accept())
+    open_session(page, server.page(PAGE))
+    store = server.store()
+    box = page.get_by_label(PROMPT)
+    box.fill("First words.")
+    wait_until(through(lambda: text_of(store) == "First words." and kept_in_browser(page) == {}), what="the first save, confirmed")
+
+    link["hearing"] = False  # the kernel still gets what the page sends, and saves it; its answers never arrive
+    box.fill("First words. More words.")  # one change: the widget sends the next only once it hears of this one
+    wait_until(through(lambda: text_of(store) == "First words. More words."), what="the save the page never hears of")
+    link["socket"].close()
+    page.locator(BANNER).wait_for(state="visible", timeout=10_000)
+    box.press("End")
+    box.press_sequentially(" Typed once the link was gone.", delay=20)
+
+    link["hearing"] = True
+    open_session(page, server.page(PAGE))
+    full = "First words. More words. Typed once the link was gone."
+    wait_until(through(lambda: text_of(store) == full), what="the text typed after the lost link, saved after the reload")
+    assert page.get_by_label(PROMPT).input_value() == full
+    assert page.locator(".companion-conflict").count() == 0, "the learner was asked which version to keep"
+    assert "It is back in its box and being saved now" in page.inner_text(".companion-notice")
+
+
 def test_reloading_right_after_typing_finds_the_text_and_the_browser_asked_first(server, page):
     dialogs: list[str] = []
 

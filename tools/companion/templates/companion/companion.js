@@ -7,7 +7,9 @@
    - A banner (role="alert") says when the connection to the server or the page's kernel is lost,
      or typed text is not confirmed within a few seconds, and offers to reload once the server answers.
    - When the page opens again, text kept here that the server does not have is put back and saved;
-     if the saved text changed elsewhere meanwhile, the learner chooses which to keep.
+     if the saved text changed elsewhere meanwhile, the learner chooses which to keep. A saved text
+     this page had in its box (saved, but the server stopped before the page heard) is not a change
+     made elsewhere: the kept text is its continuation.
    - The browser asks before leaving a page with unconfirmed text.
    - <time class="companion-local"> elements are shown in the learner's own time zone.
    - The loading screen says "Opening your workbook..." instead of Voila's cell counter.
@@ -17,6 +19,7 @@
   var PREFIX = "companion:v1:";
   var UNCONFIRMED_MS = 4000;  // the kernel autosaves 1 s after the last keystroke
   var CHECK_MS = 500;
+  var TYPED_KEPT = 200;  // fingerprints of the latest texts a box held while the page could save them
   var OFFLINE = "Not connected: your last changes are kept in this browser and will be saved when the connection is back.";
   var UNSAVED = "Your latest changes have not reached the server yet. They are kept in this browser and will be saved when the connection is back.";
   var BACK = "The connection is back. Reload the page to save your changes: they are kept in this browser until then.";
@@ -26,7 +29,7 @@
 
   // lost: the server or the page's kernel is gone; offered: the banner offers a reload (the page cannot save).
   var state = { learner: null, session: null, lost: false, offered: false, orphaned: false, paused: false, leaving: false, reloading: false, polling: null, kernel: null };
-  var pending = {};  // storage key -> {text, at, base}
+  var pending = {};  // storage key -> {text, at, base, typed: [fingerprint of each text since base, while connected]}
 
   // Loading screen ------------------------------------------------------------------------------
   var opening = /\/dashboard|dashboard\.ipynb/.test(location.pathname) ? "Opening the dashboard\u2026" : "Opening your workbook\u2026";
@@ -224,8 +227,12 @@
     var field = mark.value;
     var storageKey = key(activity.value, field);
     var marks = savedMarks(activity.element) || {};
-    var base = pending[storageKey] ? pending[storageKey].base : (marks[field] || fingerprint(""));
-    remember(storageKey, { text: box.value, at: Date.now(), base: base });
+    var earlier = pending[storageKey];
+    var base = earlier ? earlier.base : (marks[field] || fingerprint(""));
+    // Any of these may be saved before this page hears so (the kernel saves what the box held).
+    var typed = (earlier && earlier.typed) || [];
+    if (!state.lost) { typed = typed.concat([fingerprint(box.value)]).slice(-TYPED_KEPT); }
+    remember(storageKey, { text: box.value, at: Date.now(), base: base, typed: typed });
   }, true);
 
   // Confirmation, and the banner when typed text is not confirmed ---------------------------------
@@ -244,7 +251,7 @@
       }
       // The text this page's kernel last read or saved is what the kept text was written over.
       if (saved && saved !== entry.base && !found.activity.querySelector(".companion-conflict")) {
-        remember(storageKey, { text: entry.text, at: entry.at, base: saved });
+        remember(storageKey, { text: entry.text, at: entry.at, base: saved, typed: entry.typed || [] });
       }
       // While the kernel retries a save the store refused for now, its status line says so; no banner.
       var waiting = found.activity.querySelector(".companion-conflict, .companion-retrying");
@@ -286,8 +293,8 @@
       var saved = marks[parts[3]] || fingerprint("");
       if (saved === fingerprint(entry.text)) {
         localStorage.removeItem(storageKey);
-      } else if (saved === entry.base && !found.box.disabled) {
-        remember(storageKey, { text: entry.text, at: Date.now(), base: entry.base });
+      } else if ((saved === entry.base || (entry.typed || []).indexOf(saved) >= 0) && !found.box.disabled) {
+        remember(storageKey, { text: entry.text, at: Date.now(), base: saved });
         type(found.box, entry.text);
         notice("Text you wrote earlier on this device had not reached the server. It is back in its box and being saved now.");
       } else {
