@@ -115,18 +115,16 @@ def figures(
     current_progress(store, catalog)
     sessions = catalog.settings.sessions
     summary = store.progress_summary([s.id for s in sessions], now - timedelta(days=stalled_days), listed)
-    counts: dict[str, dict[str, tuple[int, int]]] = {}
+    counts: dict[str, dict[str, tuple[int, int]]] = {}  # cohort -> session -> (complete, in progress)
+    everyone: dict[str, tuple[int, int]] = {}  # session -> the same, over all cohorts
     for cohort, session_id, complete, in_progress in summary.session_counts:
         counts.setdefault(cohort, {})[session_id] = (complete, in_progress)
+        before = everyone.get(session_id, (0, 0))
+        everyone[session_id] = (before[0] + complete, before[1] + in_progress)
 
-    def group(cohort: str | None, members: list[str]) -> Group:
-        size = sum(summary.cohort_sizes.get(c, 0) for c in members)
-        per_session = []
-        for session in sessions:
-            complete = sum(counts.get(c, {}).get(session.id, (0, 0))[0] for c in members)
-            in_progress = sum(counts.get(c, {}).get(session.id, (0, 0))[1] for c in members)
-            per_session.append(SessionFigures(session.id, session.number, session.title, size, complete, in_progress))
-        return Group(cohort, size, sum(summary.series_complete.get(c, 0) for c in members), tuple(per_session))
+    def group(cohort: str | None, size: int, series_complete: int, tally: dict[str, tuple[int, int]]) -> Group:
+        per_session = tuple(SessionFigures(s.id, s.number, s.title, size, *tally.get(s.id, (0, 0))) for s in sessions)
+        return Group(cohort, size, series_complete, per_session)
 
     def people(rows) -> tuple[Straggler, ...]:
         first_open = lambda done: next((s.number for s in sessions if s.id not in done), None)  # noqa: E731
@@ -134,8 +132,8 @@ def figures(
 
     names = sorted(summary.cohort_sizes, key=lambda c: (c == "", c.lower()))
     return Figures(
-        overall=group(None, names),
-        cohorts=tuple(group(cohort, [cohort]) for cohort in names),
+        overall=group(None, sum(summary.cohort_sizes.values()), sum(summary.series_complete.values()), everyone),
+        cohorts=tuple(group(c, summary.cohort_sizes[c], summary.series_complete.get(c, 0), counts.get(c, {})) for c in names),
         not_started=people(summary.not_started),
         stalled=people(summary.stalled),
         stalled_days=stalled_days,
