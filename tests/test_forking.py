@@ -28,6 +28,7 @@ import pytest
 from companion.forking import PROVISIONER_NAME, use_forking
 from companion.identity import server_secret, sign
 from companion.settings import load_settings
+from companion.store.writer import counts
 from conftest import Server, make_course, open_session, wait_until
 
 PAGE = "02-short.ipynb"
@@ -60,6 +61,18 @@ def zygote(server: Server) -> psutil.Process:
     found = [p for p in psutil.Process(server.process.pid).children() if "zygote_main" in " ".join(p.cmdline())]
     assert len(found) == 1, f"one zygote under the server, found {found}"
     return found[0]
+
+
+def writer_process(server: Server) -> psutil.Process:
+    found = [p for p in psutil.Process(server.process.pid).children() if "companion.store.writer" in " ".join(p.cmdline())]
+    assert len(found) == 1, f"one writing process under the server, found {found}"
+    return found[0]
+
+
+def writer_counts(server: Server) -> dict[str, int]:
+    """What the server's writing process has answered: it is given its store's URL and socket when started."""
+    url, path = writer_process(server).cmdline()[-3:-1]
+    return counts(path, url)
 
 
 def gone(pid: int) -> bool:
@@ -169,6 +182,8 @@ def test_two_learners_pages_open_and_save_in_separate_forked_kernels(forking, ch
         # A kernel gives way to the process running when it wakes; the server answering requests does not.
         assert os.sched_getscheduler(pids[kernel]) == os.SCHED_BATCH
     assert os.sched_getscheduler(forking.process.pid) == os.SCHED_OTHER
+    # Both notes went through the server's writing process (companion.store.writer), not each kernel on its own.
+    assert writer_counts(forking)["saves"] >= 2
 
 
 def test_the_pages_kernels_keep_no_command_history(forking):
@@ -235,7 +250,9 @@ def test_stopping_the_server_leaves_no_kernel_zygote_or_zombie(forking):
     server = psutil.Process(forking.process.pid)
     zygotes = [p.pid for p in server.children() if "zygote_main" in " ".join(p.cmdline())]
     kernels = set(forked(forking).values())
-    assert kernels and zygotes
+    saves = writer_process(forking)
+    socket_folder = Path(saves.cmdline()[-2]).parent
+    assert kernels and zygotes and socket_folder.is_dir()
     forking.stop()
 
     def described(pid):
@@ -246,10 +263,11 @@ def test_stopping_the_server_leaves_no_kernel_zygote_or_zombie(forking):
             return f"{pid} gone"
 
     deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and not all(gone(pid) for pid in [*kernels, *zygotes]):
+    while time.monotonic() < deadline and not all(gone(pid) for pid in [*kernels, *zygotes, saves.pid]):
         time.sleep(0.2)
-    alive = [described(pid) for pid in [*kernels, *zygotes] if not gone(pid)]
-    assert not alive, f"left behind: {alive} (zygotes were {zygotes})"
+    alive = [described(pid) for pid in [*kernels, *zygotes, saves.pid] if not gone(pid)]
+    assert not alive, f"left behind: {alive} (zygotes were {zygotes}, the writer {saves.pid})"
+    assert not socket_folder.exists(), "the writing process's socket removed"
     # Kept-ready kernels wait inside a cell for their page's request; stopped, they end quietly, where each
     # used to answer on a closed socket. A kernel still starting as the server stops ends quietly too (its
     # heartbeat thread used to print a ZMQError).

@@ -41,7 +41,7 @@ from .jupyter_extension import PAGE_EXTENSIONS, TEMPLATE, TEMPLATE_SOURCE
 from .release import is_stale, release, site_dir
 from .rendering import share_compiled_templates
 from .settings import COURSE_FILE, Settings, load_settings
-from .store import open_store
+from .store import open_store, writer
 
 # A learner's personal link opens the home page (``/``) with their token.
 HOME_PAGE = paths.HOME_PATH
@@ -449,4 +449,11 @@ def serve(
     jupyter_path = [str(write_template(settings)), *filter(None, os.environ.get("JUPYTER_PATH", "").split(os.pathsep))]
     os.environ["JUPYTER_PATH"] = os.pathsep.join(jupyter_path)
     share_compiled_templates()
-    _voila_class(settings, extra).launch_instance(argv=[], config=Config(config))
+    saves = writer.start(settings.db_url)  # one process writes the kernels' saves, several in one transaction
+    if saves is not None:
+        os.environ[writer.ENVIRONMENT] = saves.path
+    try:
+        _voila_class(settings, extra).launch_instance(argv=[], config=Config(config))
+    finally:
+        if saves is not None:
+            saves.stop()

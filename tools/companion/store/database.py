@@ -36,6 +36,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from ..errors import StoreError, StoreUnavailable
 from .turns import Turns
+from .writer import ENVIRONMENT as WRITER_ENVIRONMENT, Client
 
 READ_ONLY = "companion_read_only"  # a connection option: this transaction only reads
 BUSY_SECONDS = 60  # SQLite: how long a writer queues for the write lock before it is told the store is busy
@@ -172,6 +173,10 @@ class Database:
         # Learner ids never change once committed, so a save need not look its learner up again.
         self._learner_ids: dict[str, int] = {}
         self._rule_checked: dict[str, float] = {}  # rule version -> when a save last checked it against store_meta
+        # Where page saves go when the server runs a writing process for this database (companion.store.writer).
+        writer = os.environ.get(WRITER_ENVIRONMENT)
+        self._writer = Client(writer, url) if writer and self._turns else None
+        self._together = None  # the writing process's open transaction, while it runs a group of saves
 
     @functools.cached_property
     def _saves_engine(self) -> Engine:

@@ -28,6 +28,7 @@ from ..errors import StoreError
 from . import database
 from .database import Database
 from .prepared import Prepared, driver_error
+from .writer import request_of
 from .schema import (
     _EVENT_INSERT,
     _FORGET_ANY_RULE,
@@ -170,6 +171,10 @@ class Saves(Database):
         transaction, and run on the driver's cursor (:meth:`_write`): inside the
         lock, only the database works."""
         _check_size(value)
+        if self._writer is not None and self._together is None and self._writer.usable():
+            sent = self._writer.save(request_of(username, session_id, activity_id, verb, value, done, shared, rule, expected))
+            if sent is not None:
+                return sent
         now = utcnow()
         changes: dict[str, Any] = {"value": value, "updated_at": now}
         if done is not None:
@@ -242,6 +247,28 @@ class Saves(Database):
             self._rule_checked[rule.version] = time.monotonic()
         return Response(username, session_id, activity_id, value, bool(stored_done), bool(stored_shared), now)
 
+    def save_together(self, saves: list[dict]) -> list[Response | StoreError]:
+        """Several :meth:`save` calls (their keyword arguments) in one transaction, each in a savepoint of its own:
+        what each returned, or the StoreError that refused it. For the writing process (companion.store.writer)."""
+        outcomes: list[Response | StoreError] = []
+        try:
+            with self._reported(), self._write() as cursor:
+                self._together = cursor
+                try:
+                    for one in saves:
+                        try:
+                            outcomes.append(self.save(**one))
+                        except StoreError as error:
+                            outcomes.append(error)
+                finally:
+                    self._together = None
+        except StoreError as error:
+            # Nothing of the group was committed: the learner ids and rule checks it remembered may not exist.
+            self._learner_ids.clear()
+            self._rule_checked.clear()
+            return [error] * len(saves)
+        return outcomes
+
     def _prepared(self, key: tuple, build) -> Prepared:
         """The save path's statement named ``key``, compiled for this database the first time; ``build`` returns
         (statement, its parameters' names as a dict[, the columns an INSERT sets])."""
@@ -278,6 +305,20 @@ class Saves(Database):
         connection comes from the engine's pool for each save."""
         dialect = self.engine.dialect
         failure = dialect.loaded_dbapi.Error
+        if self._together is not None:  # one of several saves in the writer's transaction: a savepoint of its own
+            cursor = self._together
+            try:
+                cursor.execute("SAVEPOINT save")
+                try:
+                    yield cursor
+                except BaseException:
+                    cursor.execute("ROLLBACK TO save")
+                    cursor.execute("RELEASE save")
+                    raise
+                cursor.execute("RELEASE save")
+            except failure as error:
+                raise driver_error(error, dialect) from error
+            return
         raw = kept = None
         try:
             raw = kept = self._kept_connection() if self._turns else None
