@@ -16,7 +16,7 @@ import pytest
 from conftest import wait_until
 
 from companion.errors import StoreError
-from companion.store import Store, open_store, writer
+from companion.store import MAX_VALUE_BYTES, Store, open_store, writer
 from companion.progress import SessionRule
 
 SPAWN = multiprocessing.get_context("spawn")
@@ -162,6 +162,20 @@ def test_an_oversized_save_is_refused_in_the_kernel_before_it_is_sent(running):
     finally:
         del os.environ[writer.ENVIRONMENT]
     assert writer.counts(started.path, url)["saves"] == 0
+
+
+def test_the_largest_save_goes_through_the_writer(running):
+    url, started = running
+    largest = "é" * (MAX_VALUE_BYTES // 2 - 10)  # two bytes each in UTF-8: just under the limit
+    os.environ[writer.ENVIRONMENT] = started.path
+    try:
+        page = Store(url)
+        page.save("ana", "s1", "s1-why", "responded", largest, expected=None)
+        page.save("ana", "s1", "s1-why", "responded", largest[:-1] + "!", expected=largest)
+    finally:
+        del os.environ[writer.ENVIRONMENT]
+    assert Store(url).response("ana", "s1-why").value == largest[:-1] + "!"
+    assert writer.counts(started.path, url)["saves"] == 2
 
 
 def test_the_writer_ends_with_the_server_and_removes_its_socket(running):

@@ -170,7 +170,8 @@ class Saves(Database):
         statements compiled once per store (:class:`Prepared`), bound before the
         transaction, and run on the driver's cursor (:meth:`_write`): inside the
         lock, only the database works."""
-        _check_size(value)
+        if self._together is None:  # (the writing process runs saves its kernels have checked)
+            _check_size(value)
         if self._writer is not None and self._together is None and self._writer.usable():
             sent = self._writer.save(request_of(username, session_id, activity_id, verb, value, done, shared, rule, expected))
             if sent is not None:
@@ -249,7 +250,8 @@ class Saves(Database):
 
     def save_together(self, saves: list[dict]) -> list[Response | StoreError]:
         """Several :meth:`save` calls (their keyword arguments) in one transaction, each in a savepoint of its own:
-        what each returned, or the StoreError that refused it. For the writing process (companion.store.writer)."""
+        what each returned, or the StoreError that refused it. For the writing process (companion.store.writer),
+        whose kernels have checked each value's size before sending it."""
         outcomes: list[Response | StoreError] = []
         try:
             with self._reported(), self._write() as cursor:

@@ -44,11 +44,11 @@ from datetime import datetime
 from typing import Any
 
 from ..errors import StoreError, StoreUnavailable
-from .schema import UNCHECKED, Response
+from .schema import MAX_VALUE_BYTES, UNCHECKED, Response
 
 _log = logging.getLogger("companion.store")
 _HEADER = struct.Struct(">I")
-MAX_MESSAGE = 64 << 20  # above any save the store accepts (MAX_VALUE_BYTES), JSON-escaped
+MAX_MESSAGE = 2 * MAX_VALUE_BYTES + (64 << 10)  # a value the kernel accepted, the value it expects to replace, and the rest
 RETRY_SECONDS = 5.0  # a kernel that could not reach the writer saves on its own this long before trying it again
 ANSWER_SECONDS = 90.0  # longer than the writer itself waits for the write lock (database.BUSY_SECONDS)
 START_SECONDS = 30.0
@@ -56,7 +56,7 @@ ENVIRONMENT = "COMPANION_WRITER"
 
 
 def _frame(message: dict) -> bytes:
-    data = json.dumps(message, separators=(",", ":")).encode("utf-8")
+    data = json.dumps(message, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
     return _HEADER.pack(len(data)) + data
 
 
