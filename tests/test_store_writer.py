@@ -88,6 +88,32 @@ def test_a_save_refused_in_a_group_undoes_nothing_of_the_others(tmp_path):
     assert store.response("ben", "s1-refused") is None
 
 
+def test_a_save_with_the_wrong_fields_is_refused_alone(tmp_path):
+    store = open_store(f"sqlite:///{tmp_path / 'companion.db'}")
+    good = dict(session_id="s1", activity_id="s1-why", verb="responded", value="kept")
+    outcomes = store.save_together([dict(good, username="ana"), {"username": "ben", "colour": "red"}, dict(good, username="cai")])
+    assert isinstance(outcomes[1], StoreError) and "refused" in str(outcomes[1])
+    assert [event.username for event in store.events()] == ["ana", "cai"]
+
+
+def test_when_sqlite_undoes_the_whole_transaction_every_save_of_the_group_is_refused(tmp_path):
+    store = open_store(f"sqlite:///{tmp_path / 'companion.db'}")
+    with sqlite3.connect(tmp_path / "companion.db") as other:
+        # As SQLite does on a full disk or an I/O error: the whole transaction is undone, not only this save.
+        other.execute("CREATE TRIGGER undo BEFORE INSERT ON responses WHEN NEW.activity_id = 's1-undo' "
+                      "BEGIN SELECT RAISE(ROLLBACK, 'undone'); END")
+    saves = [dict(username=learner, session_id="s1", activity_id=activity, verb="responded", value=learner)
+             for learner, activity in [("ana", "s1-why"), ("ben", "s1-undo"), ("cai", "s1-why")]]
+    outcomes = store.save_together(saves)
+
+    assert all(isinstance(outcome, StoreError) for outcome in outcomes), "ana's save was undone too: she must not be told it is saved"
+    assert store.events() == [] and store.learners() == []
+    # Ana was new in that group: the store must not remember an id for her that was undone.
+    store.save_together([saves[0]])
+    store.save("ana", "s1", "s1-how", "responded", "again")
+    assert [event.value for event in store.events()] == ["ana", "again"]
+
+
 def test_a_conflict_in_a_group_is_answered_to_its_page_with_the_stored_text(running):
     url, started = running
     os.environ[writer.ENVIRONMENT] = started.path
@@ -120,6 +146,33 @@ def test_a_kernel_saves_on_its_own_when_the_writer_is_gone_and_nothing_is_lost(r
     store = Store(url)
     assert [event.value for event in store.events()] == ["through the writer", "on its own", "still on its own"]
     assert store.response("ana", "s1-why").value == "on its own"
+
+
+def test_a_writer_that_dies_is_started_again_at_the_same_socket(running):
+    url, started = running
+    first = started.process.pid
+    started.process.send_signal(signal.SIGKILL)
+    wait_until(lambda: started.process.pid != first and os.path.exists(started.path), what="the writer started again")
+    os.environ[writer.ENVIRONMENT] = started.path
+    try:
+        Store(url).save("ana", "s1", "s1-why", "responded", "through the new writer")
+    finally:
+        del os.environ[writer.ENVIRONMENT]
+    assert writer.counts(started.path, url)["saves"] == 1
+
+
+def test_a_writer_that_keeps_dying_is_left_stopped_and_the_log_says_so(running, monkeypatch, caplog):
+    url, started = running
+    monkeypatch.setattr(writer.Writer, "RESTARTS", 0)
+    started.process.send_signal(signal.SIGKILL)
+    wait_until(lambda: "each kernel saves on its own until the server is restarted" in caplog.text, what="the log")
+    assert started.process.poll() is not None, "not started again"
+    os.environ[writer.ENVIRONMENT] = started.path
+    try:
+        Store(url).save("ana", "s1", "s1-why", "responded", "on its own")
+    finally:
+        del os.environ[writer.ENVIRONMENT]
+    assert Store(url).response("ana", "s1-why").value == "on its own"
 
 
 def test_a_writer_serving_another_database_is_not_used(running, tmp_path):

@@ -7,10 +7,12 @@ is harmless. The schema is managed by Alembic migrations from the first table
 (``companion/migrations``); opening a store upgrades it under a lock, so many
 processes may open it at once.
 
-SQLite (the default, under the data home) runs in WAL mode with a busy timeout
-and takes its write lock at the start of each write transaction, so concurrent
-writers queue instead of failing. Any other database comes through
-``COMPANION_DB_URL`` (PostgreSQL for shared deployments).
+SQLite (the default, under the data home) runs in WAL mode and takes its write
+lock at the start of each write transaction, in turn (``turns``), so concurrent
+writers queue instead of failing; under ``companion serve`` the pages' saves go
+to one writing process (``writer``), several learners' in one transaction. Any
+other database comes through ``COMPANION_DB_URL`` (PostgreSQL for shared
+deployments).
 
 Example::
 

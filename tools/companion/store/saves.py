@@ -260,7 +260,12 @@ class Saves(Database):
                     for one in saves:
                         try:
                             outcomes.append(self.save(**one))
-                        except StoreError as error:
+                        except Exception as error:
+                            if not cursor.connection.in_transaction:
+                                raise  # SQLite undid the whole transaction (a full disk, an I/O error): every save of the group
+                            if not isinstance(error, StoreError):  # a message with the wrong fields
+                                database._logger(self.url).error("A save sent to the writing process was refused: %r", error)
+                                error = StoreError(database.REFUSED)
                             outcomes.append(error)
                 finally:
                     self._together = None

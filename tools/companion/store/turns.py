@@ -1,4 +1,9 @@
-"""Writers' turns: how a page's save takes SQLite's write lock when dozens of kernels save at once.
+"""Writers' turns: how a save takes SQLite's write lock when dozens of processes save at once.
+
+Under ``companion serve`` the pages' saves go to one writing process
+(companion.store.writer); the turns order it with everything else that
+writes (the ``companion`` command, the dashboard's feedback, and kernels
+saving on their own when the writer cannot be reached).
 
 SQLite lets one writer in at a time. Its own way of waiting (the busy timeout)
 sleeps and tries again, sleeping longer the longer it has waited (1 ms, 2 ms

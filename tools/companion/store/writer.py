@@ -206,6 +206,8 @@ class _Peer:
 def serve(store, path: str, stop: threading.Event | None = None, watch: int | None = None) -> None:
     """Answer the saves sent to the Unix socket at ``path``, each group in one transaction, until ``stop`` is set
     or the file descriptor ``watch`` (the server's end of a pipe) closes."""
+    from .database import UNAVAILABLE  # (database imports this module)
+
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     listener.bind(path)
     os.chmod(path, 0o600)  # the server's user only: its kernels
@@ -295,9 +297,9 @@ def serve(store, path: str, stop: threading.Event | None = None, watch: int | No
                 waiting.clear()
                 try:
                     outcomes = store.save_together([_save_of(message) for _, message in group])
-                except Exception as error:  # a message with the wrong fields: refuse the group, keep serving
-                    _log.error("The writing process could not run a group of saves: %s", error, exc_info=True)
-                    outcomes = [StoreError("The writing process could not read this save.")] * len(group)
+                except Exception as error:  # nothing of the group was saved: its pages try again, as after a lost connection
+                    _log.error("The writing process could not write a group of saves: %s", error, exc_info=True)
+                    outcomes = [StoreUnavailable(UNAVAILABLE)] * len(group)
                 counted["saves"] += len(group)
                 counted["groups"] += 1
                 for (peer, _), outcome in zip(group, outcomes):
@@ -310,22 +312,73 @@ def serve(store, path: str, stop: threading.Event | None = None, watch: int | No
 
 
 class Writer:
-    """A running writing process, from :func:`start`."""
+    """A writing process the server keeps running (:func:`start`): started again at the same socket if it ends
+    on its own, as kernels saving on their own try it again every few seconds."""
 
-    def __init__(self, process: subprocess.Popen, folder: str, pipe: int):
-        self.process, self.folder, self._pipe = process, folder, pipe
+    RESTARTS = 5  # at most this many in a minute; then the kernels save on their own until the server restarts
+
+    def __init__(self, url: str, folder: str):
+        self.url, self.folder = url, folder
         self.path = os.path.join(folder, "socket")
+        self.process: subprocess.Popen | None = None
+        self._pipe: int | None = None
+        self._stopping = threading.Event()
+        self._lock = threading.Lock()
+        self._restarts: list[float] = []
+
+    def _launch(self) -> bool:
+        """Start the process and wait until it listens; False if it could not."""
+        if os.path.exists(self.path):
+            os.unlink(self.path)  # left by a writer that was killed
+        ours, theirs = os.pipe()
+        environment = {key: value for key, value in os.environ.items() if key != ENVIRONMENT}
+        self.process = subprocess.Popen(
+            [sys.executable, "-c", "import sys; from companion.store.writer import main; main(sys.argv[1:])", self.url, self.path, str(ours)],
+            pass_fds=[ours], stdin=subprocess.DEVNULL, start_new_session=True, env=environment,
+        )
+        os.close(ours)
+        self._pipe = theirs
+        deadline = time.monotonic() + START_SECONDS
+        while not os.path.exists(self.path):
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                return False
+            time.sleep(0.02)
+        return True
+
+    def _keep(self) -> None:
+        """Start the process again whenever it ends while the server runs."""
+        while True:
+            process = self.process
+            process.wait()
+            with self._lock:
+                if self._stopping.is_set():
+                    return
+                os.close(self._pipe)
+                self._pipe = None
+                now = time.monotonic()
+                self._restarts = [t for t in self._restarts if now - t < 60] + [now]
+                if len(self._restarts) > self.RESTARTS:
+                    _log.error("The writing process ended %d times in a minute (last: %s); each kernel saves on its own "
+                               "until the server is restarted.", len(self._restarts), process.returncode)
+                    return
+                _log.warning("The writing process ended (%s); starting it again.", process.returncode)
+                if not self._launch():
+                    _log.error("The writing process could not be started again; each kernel saves on its own.")
+                    return
 
     def stop(self, timeout: float = 10.0) -> None:
         """Let it finish the group it is writing, then end; its socket's folder is removed."""
-        if self._pipe is not None:
-            os.close(self._pipe)  # it sees the pipe close, as when the server dies
-            self._pipe = None
-        try:
-            self.process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        with self._lock:
+            self._stopping.set()
+            if self._pipe is not None:
+                os.close(self._pipe)  # it sees the pipe close, as when the server dies
+                self._pipe = None
+        if self.process is not None:
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
         shutil.rmtree(self.folder, ignore_errors=True)
 
 
@@ -341,22 +394,13 @@ def start(url: str) -> Writer | None:
     parsed = make_url(url)
     if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
         return None  # PostgreSQL has no single write lock to queue for; an in-memory store is one process's
-    folder = tempfile.mkdtemp(prefix="companion-writer-")  # short: a socket's path has room for about 100 characters
-    ours, theirs = os.pipe()
-    environment = {key: value for key, value in os.environ.items() if key != ENVIRONMENT}
-    process = subprocess.Popen(
-        [sys.executable, "-c", "import sys; from companion.store.writer import main; main(sys.argv[1:])", url, os.path.join(folder, "socket"), str(ours)],
-        pass_fds=[ours], stdin=subprocess.DEVNULL, start_new_session=True, env=environment,
-    )
-    os.close(ours)
-    writer = Writer(process, folder, theirs)
-    deadline = time.monotonic() + START_SECONDS
-    while not os.path.exists(writer.path):
-        if process.poll() is not None or time.monotonic() > deadline:
-            _log.warning("The writing process did not start; each kernel saves on its own.")
-            writer.stop(timeout=1)
-            return None
-        time.sleep(0.02)
+    # A folder of its own, short: a socket's path has room for about 100 characters.
+    writer = Writer(url, tempfile.mkdtemp(prefix="companion-writer-"))
+    if not writer._launch():
+        _log.warning("The writing process did not start; each kernel saves on its own.")
+        writer.stop(timeout=1)
+        return None
+    threading.Thread(target=writer._keep, name="companion-writer", daemon=True).start()
     return writer
 
 
