@@ -33,12 +33,14 @@ def _kernel(url: str, path: str, learner: str, saves: int, results) -> None:
 
 
 @pytest.fixture
-def running(tmp_path):
-    """A store and its writing process, stopped after the test."""
+def running(tmp_path, monkeypatch):
+    """A store and its writing process, named in this process's environment as the server names it to its kernels
+    (so a ``Store`` made in the test saves as a page's kernel does); stopped after the test."""
     url = f"sqlite:///{tmp_path / 'companion.db'}"
     open_store(url)
     started = writer.start(url)
     assert started is not None, "the writing process started"
+    monkeypatch.setenv(writer.ENVIRONMENT, started.path)
     yield url, started
     started.stop()
 
@@ -116,14 +118,10 @@ def test_when_sqlite_undoes_the_whole_transaction_every_save_of_the_group_is_ref
 
 def test_a_conflict_in_a_group_is_answered_to_its_page_with_the_stored_text(running):
     url, started = running
-    os.environ[writer.ENVIRONMENT] = started.path
-    try:
-        page = Store(url)
-        page.save("ana", "s1", "s1-why", "responded", "first", expected=None)
-        other_tab = page.save("ana", "s1", "s1-why", "responded", "from the other tab", expected="first")
-        behind = page.save("ana", "s1", "s1-why", "responded", "from this tab", expected="first")
-    finally:
-        del os.environ[writer.ENVIRONMENT]
+    page = Store(url)
+    page.save("ana", "s1", "s1-why", "responded", "first", expected=None)
+    other_tab = page.save("ana", "s1", "s1-why", "responded", "from the other tab", expected="first")
+    behind = page.save("ana", "s1", "s1-why", "responded", "from this tab", expected="first")
     assert not other_tab.conflict
     assert behind.conflict and behind.value == "from the other tab", "the page is told what is stored, to ask which to keep"
     assert Store(url).response("ana", "s1-why").value == "from the other tab"
@@ -132,17 +130,14 @@ def test_a_conflict_in_a_group_is_answered_to_its_page_with_the_stored_text(runn
 
 def test_a_kernel_saves_on_its_own_when_the_writer_is_gone_and_nothing_is_lost(running):
     url, started = running
-    os.environ[writer.ENVIRONMENT] = started.path
-    try:
-        page = Store(url)
-        page.save("ana", "s1", "s1-why", "responded", "through the writer")
-        assert writer.counts(started.path, url)["saves"] == 1
-        started.process.send_signal(signal.SIGKILL)  # the writer dies
-        started.process.wait(timeout=30)
-        page.save("ana", "s1", "s1-why", "responded", "on its own")
-        page.save("ana", "s1", "s1-how", "responded", "still on its own")
-    finally:
-        del os.environ[writer.ENVIRONMENT]
+    page = Store(url)
+    page.save("ana", "s1", "s1-why", "responded", "through the writer")
+    assert writer.counts(started.path, url)["saves"] == 1
+    dead = started.process
+    dead.send_signal(signal.SIGKILL)  # the writer dies (and the server starts another meanwhile)
+    dead.wait(timeout=30)
+    page.save("ana", "s1", "s1-why", "responded", "on its own")
+    page.save("ana", "s1", "s1-how", "responded", "still on its own")
     store = Store(url)
     assert [event.value for event in store.events()] == ["through the writer", "on its own", "still on its own"]
     assert store.response("ana", "s1-why").value == "on its own"
@@ -153,11 +148,7 @@ def test_a_writer_that_dies_is_started_again_at_the_same_socket(running):
     first = started.process.pid
     started.process.send_signal(signal.SIGKILL)
     wait_until(lambda: started.process.pid != first and os.path.exists(started.path), what="the writer started again")
-    os.environ[writer.ENVIRONMENT] = started.path
-    try:
-        Store(url).save("ana", "s1", "s1-why", "responded", "through the new writer")
-    finally:
-        del os.environ[writer.ENVIRONMENT]
+    Store(url).save("ana", "s1", "s1-why", "responded", "through the new writer")
     assert writer.counts(started.path, url)["saves"] == 1
 
 
@@ -167,22 +158,14 @@ def test_a_writer_that_keeps_dying_is_left_stopped_and_the_log_says_so(running, 
     started.process.send_signal(signal.SIGKILL)
     wait_until(lambda: "each kernel saves on its own until the server is restarted" in caplog.text, what="the log")
     assert started.process.poll() is not None, "not started again"
-    os.environ[writer.ENVIRONMENT] = started.path
-    try:
-        Store(url).save("ana", "s1", "s1-why", "responded", "on its own")
-    finally:
-        del os.environ[writer.ENVIRONMENT]
+    Store(url).save("ana", "s1", "s1-why", "responded", "on its own")
     assert Store(url).response("ana", "s1-why").value == "on its own"
 
 
 def test_a_writer_serving_another_database_is_not_used(running, tmp_path):
     url, started = running
     elsewhere = f"sqlite:///{tmp_path / 'other.db'}"
-    os.environ[writer.ENVIRONMENT] = started.path
-    try:
-        open_store(elsewhere).save("ana", "s1", "s1-why", "responded", "into its own database")
-    finally:
-        del os.environ[writer.ENVIRONMENT]
+    open_store(elsewhere).save("ana", "s1", "s1-why", "responded", "into its own database")
     assert Store(elsewhere).response("ana", "s1-why").value == "into its own database"
     assert Store(url).events() == [] and writer.counts(started.path, url)["saves"] == 0
 
@@ -197,36 +180,24 @@ def test_a_writer_answers_nothing_to_what_is_not_a_save_and_keeps_serving(runnin
         stranger.sendall(struct.pack(">I", 9) + b"not json!")
         stranger.settimeout(10)
         assert stranger.recv(100) == b"", "the connection was closed, with no answer"
-    os.environ[writer.ENVIRONMENT] = started.path
-    try:
-        Store(url).save("ana", "s1", "s1-why", "responded", "after the stranger")
-    finally:
-        del os.environ[writer.ENVIRONMENT]
+    Store(url).save("ana", "s1", "s1-why", "responded", "after the stranger")
     assert writer.counts(started.path, url)["saves"] == 1
     assert oct(os.stat(started.path).st_mode & 0o777) == "0o600", "only the server's user may connect"
 
 
 def test_an_oversized_save_is_refused_in_the_kernel_before_it_is_sent(running):
     url, started = running
-    os.environ[writer.ENVIRONMENT] = started.path
-    try:
-        with pytest.raises(StoreError, match="too large"):
-            Store(url).save("ana", "s1", "s1-why", "responded", "x" * (20 << 20))
-    finally:
-        del os.environ[writer.ENVIRONMENT]
+    with pytest.raises(StoreError, match="too large"):
+        Store(url).save("ana", "s1", "s1-why", "responded", "x" * (20 << 20))
     assert writer.counts(started.path, url)["saves"] == 0
 
 
 def test_the_largest_save_goes_through_the_writer(running):
     url, started = running
     largest = "é" * (MAX_VALUE_BYTES // 2 - 10)  # two bytes each in UTF-8: just under the limit
-    os.environ[writer.ENVIRONMENT] = started.path
-    try:
-        page = Store(url)
-        page.save("ana", "s1", "s1-why", "responded", largest, expected=None)
-        page.save("ana", "s1", "s1-why", "responded", largest[:-1] + "!", expected=largest)
-    finally:
-        del os.environ[writer.ENVIRONMENT]
+    page = Store(url)
+    page.save("ana", "s1", "s1-why", "responded", largest, expected=None)
+    page.save("ana", "s1", "s1-why", "responded", largest[:-1] + "!", expected=largest)
     assert Store(url).response("ana", "s1-why").value == largest[:-1] + "!"
     assert writer.counts(started.path, url)["saves"] == 2
 
