@@ -16,7 +16,7 @@ import pytest
 from conftest import wait_until
 
 from companion.errors import StoreError
-from companion.store import MAX_VALUE_BYTES, Store, open_store, writer
+from companion.store import MAX_VALUE_BYTES, UNCHECKED, Store, open_store, writer
 from companion.progress import SessionRule
 
 SPAWN = multiprocessing.get_context("spawn")
@@ -183,6 +183,17 @@ def test_a_writer_answers_nothing_to_what_is_not_a_save_and_keeps_serving(runnin
     Store(url).save("ana", "s1", "s1-why", "responded", "after the stranger")
     assert writer.counts(started.path, url)["saves"] == 1
     assert oct(os.stat(started.path).st_mode & 0o777) == "0o600", "only the server's user may connect"
+
+
+def test_a_message_whose_rule_is_not_a_rule_is_refused_and_the_writer_goes_on(running):
+    url, started = running
+    client = writer.Client(started.path, url)
+    broken = writer.request_of("ana", "s1", "s1-why", "responded", "text", None, None, None, UNCHECKED) | {"rule": {"session_id": "s1"}}
+    with pytest.raises(StoreError, match="refused"):
+        client.save(broken)
+    Store(url).save("ben", "s1", "s1-why", "responded", "a save after it")
+    assert [event.username for event in Store(url).events()] == ["ben"]
+    assert writer.counts(started.path, url)["saves"] == 2
 
 
 def test_an_oversized_save_is_refused_in_the_kernel_before_it_is_sent(running):

@@ -172,13 +172,16 @@ def request_of(username, session_id, activity_id, verb, value, done, shared, rul
     return request
 
 
-def _save_of(message: dict) -> dict:
-    """The keyword arguments of :meth:`Store.save` a message stands for."""
+def _save_of(message: dict) -> dict | None:
+    """The keyword arguments of :meth:`Store.save` a message stands for; None if its rule is not one."""
     from ..progress import SessionRule
 
     rule = message.get("rule")
     if rule is not None:
-        message["rule"] = SessionRule(rule["session_id"], tuple(rule["required"]), rule["finishing"], tuple(rule["sessions"]), rule["version"])
+        try:
+            message["rule"] = SessionRule(rule["session_id"], tuple(rule["required"]), rule["finishing"], tuple(rule["sessions"]), rule["version"])
+        except (KeyError, TypeError):
+            return None
     return message
 
 
@@ -206,7 +209,7 @@ class _Peer:
 def serve(store, path: str, stop: threading.Event | None = None, watch: int | None = None) -> None:
     """Answer the saves sent to the Unix socket at ``path``, each group in one transaction, until ``stop`` is set
     or the file descriptor ``watch`` (the server's end of a pipe) closes."""
-    from .database import UNAVAILABLE  # (database imports this module)
+    from .database import REFUSED, UNAVAILABLE  # (database imports this module)
 
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     listener.bind(path)
@@ -275,11 +278,13 @@ def serve(store, path: str, stop: threading.Event | None = None, watch: int | No
         del peer.outbox[:sent]
         selector.modify(peer.sock, selectors.EVENT_READ | (selectors.EVENT_WRITE if peer.outbox else 0), peer)
 
+    ending = False
     try:
-        while not (stop is not None and stop.is_set()):
+        while not ending and not (stop is not None and stop.is_set()):
             for key, mask in selector.select(timeout=0.5):
                 if key.data == "watch":
-                    return  # the server has gone
+                    ending = True  # the server has gone: write what has come, then end
+                    continue
                 if key.data == "listener":
                     try:
                         sock, _ = listener.accept()
@@ -295,11 +300,15 @@ def serve(store, path: str, stop: threading.Event | None = None, watch: int | No
             if waiting:
                 group = waiting[:]
                 waiting.clear()
+                saves = [_save_of(message) for _, message in group]
+                valid = [one for one in saves if one is not None]
                 try:
-                    outcomes = store.save_together([_save_of(message) for _, message in group])
+                    written = store.save_together(valid)
                 except Exception as error:  # nothing of the group was saved: its pages try again, as after a lost connection
                     _log.error("The writing process could not write a group of saves: %s", error, exc_info=True)
-                    outcomes = [StoreUnavailable(UNAVAILABLE)] * len(group)
+                    written = [StoreUnavailable(UNAVAILABLE)] * len(valid)
+                written = iter(written)
+                outcomes = [next(written) if one is not None else StoreError(REFUSED) for one in saves]
                 counted["saves"] += len(group)
                 counted["groups"] += 1
                 for (peer, _), outcome in zip(group, outcomes):
