@@ -170,12 +170,12 @@ class Saves(Database):
         statements compiled once per store (:class:`Prepared`), bound before the
         transaction, and run on the driver's cursor (:meth:`_write`): inside the
         lock, only the database works."""
-        if self._together is None:  # (the writing process runs saves its kernels have checked)
+        if self._together is None:  # (not in the writing process, which runs saves its kernels have checked and sent)
             _check_size(value)
-        if self._writer is not None and self._together is None and self._writer.usable():
-            sent = self._writer.save(request_of(username, session_id, activity_id, verb, value, done, shared, rule, expected))
-            if sent is not None:
-                return sent
+            if self._writer is not None and self._writer.usable():
+                sent = self._writer.save(request_of(username, session_id, activity_id, verb, value, done, shared, rule, expected))
+                if sent is not None:
+                    return sent
         now = utcnow()
         changes: dict[str, Any] = {"value": value, "updated_at": now}
         if done is not None:
