@@ -81,8 +81,8 @@ def _logger(url: str) -> logging.Logger:
             handler = logging.StreamHandler(os.fdopen(os.dup(real), "w", buffering=1, encoding="utf-8", errors="replace"))
         else:
             home = os.environ.get("COMPANION_HOME")
-            database = make_url(url).database if url.startswith("sqlite") else None
-            folder = Path(home) if home else Path(database).parent if database and database != ":memory:" else Path.cwd()
+            database = sqlite_file(url)
+            folder = Path(home) if home else Path(database).parent if database else Path.cwd()
             (folder / "logs").mkdir(parents=True, exist_ok=True)
             handler = logging.FileHandler(folder / "logs" / "kernels.log", encoding="utf-8")
         handler.setFormatter(logging.Formatter("[companion kernel %(process)d] %(asctime)s %(levelname)s %(name)s | %(message)s"))
@@ -109,6 +109,12 @@ def damaged(error: BaseException) -> bool:
     return isinstance(error, DatabaseError) and ("file is not a database" in reason or "database disk image is malformed" in reason)
 
 
+def sqlite_file(url: str) -> str | None:
+    """The file of a SQLite store at ``url``; None for an in-memory store or another database."""
+    parsed = make_url(url)
+    return parsed.database if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:") else None
+
+
 def _reason(error: BaseException) -> str:
     """The driver's first line about ``error``, for the log and the administrator."""
     words = str(getattr(error, "orig", None) or error).strip()
@@ -125,7 +131,7 @@ def _sqlite_engine(url: str, waits: bool = True) -> Engine:
         # Let SQLAlchemy, not the driver, open transactions, so that we can say IMMEDIATE.
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
-        if make_url(url).database not in (None, "", ":memory:"):
+        if sqlite_file(url):
             cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.execute("PRAGMA foreign_keys=ON")
@@ -154,8 +160,8 @@ class Database:
         self._kept = threading.local()  # each thread's connection for saves to a SQLite file (Saves._kept_connection)
         self._generation = 0  # bumped by close(): a kept connection from before is not used again
         if self.is_sqlite:
-            database = parsed.database
-            if database and database != ":memory:":
+            database = sqlite_file(url)
+            if database:
                 Path(database).parent.mkdir(parents=True, exist_ok=True)
                 self._turns = Turns(database)
             self.engine = _sqlite_engine(url)
@@ -301,8 +307,8 @@ class Database:
     @contextmanager
     def _migration_lock(self):
         if self.is_sqlite:
-            database = make_url(self.url).database
-            lock_path = Path(database + ".lock") if database and database != ":memory:" else None
+            database = sqlite_file(self.url)
+            lock_path = Path(database + ".lock") if database else None
             handle = open(lock_path, "a+") if lock_path else None
             try:
                 if handle:

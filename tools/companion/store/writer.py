@@ -398,10 +398,9 @@ def start(url: str) -> Writer | None:
     >>> writer = start("sqlite:////srv/companion/companion.db")
     >>> os.environ[ENVIRONMENT] = writer.path   # before the kernels start
     """
-    from sqlalchemy.engine import make_url
+    from .database import sqlite_file  # (database imports this module)
 
-    parsed = make_url(url)
-    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
+    if sqlite_file(url) is None:
         return None  # PostgreSQL has no single write lock to queue for; an in-memory store is one process's
     # A folder of its own, short: a socket's path has room for about 100 characters.
     writer = Writer(url, tempfile.mkdtemp(prefix="companion-writer-"))
