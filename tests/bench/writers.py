@@ -55,13 +55,13 @@ def throughput(url: str, writers: int = 16, seconds: float = 10.0, own: bool = F
     context = multiprocessing.get_context("spawn")
     ready, start_at, results = context.Queue(), context.Event(), context.Queue()
     processes = [context.Process(target=_writer, args=(url, w, ready, start_at, seconds, results)) for w in range(writers)]
-    for process in processes:
-        if saves is not None:
-            os.environ[writer.ENVIRONMENT] = saves.path  # what the kernels inherit from the server
-        try:
+    if saves is not None:
+        os.environ[writer.ENVIRONMENT] = saves.path  # what the kernels inherit from the server
+    try:
+        for process in processes:
             process.start()
-        finally:
-            os.environ.pop(writer.ENVIRONMENT, None)
+    finally:
+        os.environ.pop(writer.ENVIRONMENT, None)
     for _ in processes:  # every writer has imported the package and opened the store
         ready.get(timeout=300)
     settled = quiet_machine()  # not in the wake of the figure before (its write-back, its processes exiting)
