@@ -369,3 +369,46 @@ def test_a_server_stopped_while_its_kernels_start_ends_them_removes_their_folder
         wait_until(lambda: all(gone(pid) for pid in kernels), timeout=30, what="every kernel forked to end")
         folder = re.search(r"Storing connection files in (\S+)\.", output).group(1)
         assert not os.path.exists(folder), f"the connection folder {folder} was left behind: {os.listdir(folder)}"
+
+
+def test_a_kernel_no_page_has_taken_ends_at_a_shutdown_without_answering_on_a_closed_socket(tmp_path):
+    """A kept-ready kernel waits inside a cell for its page; the server stopping ends that wait as it shuts the
+    kernel down. ipykernel's own shutdown stops the thread that carries replies; on a loaded machine the cell
+    ended before the kernel exited, answered on the closed socket and printed a ZMQError traceback into the
+    server's log (seen in CI). Here the kernel's exit is held up as a loaded machine would hold it."""
+    from jupyter_client.manager import KernelManager
+
+    log = tmp_path / "kernel.log"
+    manager = KernelManager(kernel_name="python3")
+    with log.open("w") as output:
+        manager.start_kernel(stdout=output, stderr=output, cwd=str(tmp_path))
+    client = manager.client()
+    client.start_channels()
+    try:
+        client.wait_for_ready(timeout=60)
+        reply = client.execute_interactive(textwrap.dedent("""
+            import sys, threading, time
+            from companion.identity import end_quietly_until_a_page_arrives
+            end_quietly_until_a_page_arrives()
+            replies = get_ipython().kernel.shell_channel_thread
+            flush = sys.stdout.flush
+            def held_up(replies=replies, flush=flush, time=time, threading=threading):
+                if threading.current_thread().name == "Control":
+                    deadline = time.monotonic() + 3
+                    while replies.is_alive() and time.monotonic() < deadline:
+                        time.sleep(0.01)
+                    time.sleep(0.5)
+                flush()
+            sys.stdout.flush = held_up
+        """), timeout=60)
+        assert reply["content"]["status"] == "ok"
+        # The kept-ready kernel's wait, ending as the server's side goes: here, when the reply thread stops.
+        client.execute("stop = time.monotonic() + 30\nwhile replies.is_alive() and time.monotonic() < stop:\n    time.sleep(0.005)")
+        time.sleep(0.5)  # the cell is running (it answers nothing until it ends)
+        manager.shutdown_kernel(now=False)
+    finally:
+        client.stop_channels()
+    assert not manager.is_alive()
+    output = log.read_text(errors="replace")
+    for fault in ("Traceback", "ZMQError", "Exception in message handler"):
+        assert fault not in output, output

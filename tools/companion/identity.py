@@ -148,12 +148,14 @@ def end_quietly_until_a_page_arrives() -> None:
 
     A kept-ready kernel runs its cells before any learner asks, then waits
     inside a cell for its page. Told to shut down meanwhile (the server
-    stopping, its pool refreshed), ipykernel closes its sockets while that cell
-    still runs; the cell, ending later, answered on a closed socket, and each
-    such kernel printed a ZMQError traceback into the server's log. No page has
-    the kernel yet, so there is nothing to finish. Once one has, a shutdown
-    goes as ipykernel's does, so a save being made completes. Called when a
-    forked kernel starts (:mod:`companion.forking`), by a session's first cell
+    stopping, its pool refreshed), ipykernel's own shutdown stops the thread
+    that carries the kernel's replies while that cell still runs; the cell,
+    ending as the server's connection drops, answered on a closed socket, and
+    the kernel printed a ZMQError traceback into the server's log. No page has
+    the kernel yet, so there is nothing to finish: it answers the shutdown and
+    ends there, before anything is stopped. Once a page has it, a shutdown goes
+    as ipykernel's does, so a save being made completes. Called when a forked
+    kernel starts (:mod:`companion.forking`), by a session's first cell
     (:class:`~companion.activities.Workbook`) and by :func:`page_query`;
     installing it twice is harmless."""
     kernel = getattr(getattr(sys.modules.get("IPython"), "get_ipython", lambda: None)(), "kernel", None)
@@ -162,12 +164,17 @@ def end_quietly_until_a_page_arrives() -> None:
     if shutdown is None or getattr(shutdown, "ends_quietly", False):
         return
 
-    async def shut_down(*args):
-        await shutdown(*args)
-        if not _page_arrived:
-            sys.stdout.flush()
-            sys.stderr.flush()
-            os._exit(0)
+    import zmq
+
+    async def shut_down(stream, ident, parent):
+        if _page_arrived:
+            return await shutdown(stream, ident, parent)
+        restart = bool(parent.get("content", {}).get("restart", False))
+        kernel.session.send(stream, "shutdown_reply", {"status": "ok", "restart": restart}, parent, ident=ident)
+        stream.flush(zmq.POLLOUT)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
 
     shut_down.ends_quietly = True
     handlers["shutdown_request"] = shut_down
