@@ -785,7 +785,7 @@ def test_on_postgresql_the_bulk_read_holds_one_batch_at_a_time(postgres_url):
     from sqlalchemy import create_engine, text
 
     from conftest import new_database
-    from companion.store.reads import BULK_CURSOR
+    from companion.store.database import BULK_CURSOR
 
     url = new_database(postgres_url)
     store = open_store(url)

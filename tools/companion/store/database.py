@@ -2,8 +2,8 @@
 
 :class:`Database` is the base of both halves of :class:`companion.store.Store`
 (``saves`` and ``reads``): every statement they run goes through
-:meth:`Database.session` or :meth:`Database.transaction`, committed when the
-block ends and rolled back on any error, with database errors turned into a
+:meth:`Database.session` or :meth:`Database.transaction` (or, for the largest
+reads, ``_driver_rows``, inside a session), committed when the block ends and rolled back on any error, with database errors turned into a
 :class:`~companion.errors.StoreError` that says what to do (``_reported``):
 :class:`~companion.errors.StoreUnavailable` when trying again later may work
 (locked, stopped, the connection lost). Those messages may reach a learner's
@@ -35,6 +35,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import Session, sessionmaker
 
 from ..errors import StoreError, StoreUnavailable
+from .prepared import Prepared, driver_error
 from .turns import Turns
 from .writer import ENVIRONMENT as WRITER_ENVIRONMENT, Client
 
@@ -42,6 +43,8 @@ READ_ONLY = "companion_read_only"  # a connection option: this transaction only 
 BUSY_SECONDS = 60  # SQLite: how long a writer queues for the write lock before it is told the store is busy
 CONNECT_SECONDS = 10  # PostgreSQL: how long to wait for a server that does not answer
 PSYCOPG = ("psycopg2", "psycopg")  # PostgreSQL drivers with a connect timeout and server-side (named) cursors
+BATCH = 50_000  # rows fetched at a time by a bulk read
+BULK_CURSOR = "companion_bulk_read"  # its server-side cursor's name on PostgreSQL
 
 # What people are told; the detail (which store, the driver's words) goes to the log.
 UNAVAILABLE = (
@@ -234,6 +237,27 @@ class Database:
         much as a save's statements and, on SQLite, is paid holding the write lock."""
         with self._reported(), self.engine.begin() as connection:
             yield connection
+
+    def _driver_rows(self, query, batch: int = BATCH) -> Iterator[list[tuple]]:
+        """The rows of a bulk read, ``batch`` at a time, as the driver's tuples: no ``Row`` made, no type
+        read (:class:`Prepared`), so only for columns the driver gives as they are wanted (numbers, text).
+
+        On PostgreSQL through psycopg the cursor is the server's (named), so only
+        a batch at a time is held here, as SQLAlchemy's ``yield_per`` would do;
+        other drivers have no named cursors and read through a plain one."""
+        dialect = self.engine.dialect
+        statement = Prepared(query, dialect, {})
+        with self.session(write=False) as db:
+            connection = db.connection().connection
+            cursor = connection.cursor(name=BULK_CURSOR) if dialect.driver in PSYCOPG else connection.cursor()
+            try:
+                cursor.execute(statement.sql, statement.bind({}))
+                while rows := cursor.fetchmany(batch):
+                    yield rows
+            except dialect.loaded_dbapi.Error as error:
+                raise driver_error(error, dialect) from error
+            finally:
+                cursor.close()
 
     @contextmanager
     def _reported(self) -> Iterator[None]:

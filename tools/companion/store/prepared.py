@@ -23,7 +23,7 @@ class Prepared:
     parameters go through the same type processors SQLAlchemy uses (JSON,
     dates), before the transaction starts."""
 
-    __slots__ = ("sql", "_slots", "_names", "_results")
+    __slots__ = ("sql", "_slots", "_names", "_selected", "_results")
 
     def __init__(self, statement, dialect, example: dict, column_keys: list[str] | None = None):
         compiled = statement.compile(dialect=dialect, column_keys=column_keys)
@@ -42,11 +42,10 @@ class Prepared:
             else:
                 fixed = expanded.parameters[name]
                 self._slots.append((None, None, process(fixed) if process else fixed))
-        self._results = (
-            [column.type.dialect_impl(dialect).result_processor(dialect, None) for column in statement.selected_columns]
-            if isinstance(statement, Select)
-            else []
-        )
+        # Each selected column's type and the dialect, for row(); its processors are found when first used: a
+        # bulk read gives the driver's rows as they come, and some types (PostgreSQL's numbers) have none to give.
+        self._selected = ([column.type for column in statement.selected_columns] if isinstance(statement, Select) else [], dialect)
+        self._results = None
 
     def bind(self, params: dict):
         """The driver's parameters for one execution."""
@@ -55,6 +54,9 @@ class Prepared:
 
     def row(self, row) -> tuple | None:
         """A selected row as SQLAlchemy would return it (JSON read, dates parsed)."""
+        if self._results is None:
+            types, dialect = self._selected
+            self._results = [kind.dialect_impl(dialect).result_processor(dialect, None) for kind in types]
         return None if row is None else tuple(process(value) if process else value for process, value in zip(self._results, row))
 
 

@@ -14,8 +14,7 @@ from typing import Iterator
 
 from sqlalchemy import String, Text, and_, case, cast, func, or_, select
 
-from .database import PSYCOPG, Database
-from .prepared import Prepared, driver_error
+from .database import BATCH, Database
 from .schema import (
     _LEARNERS,
     _META,
@@ -51,8 +50,6 @@ def _utc_text(column, dialect: str, day: bool):
     return func.substr(column, 1, 10, type_=String) + "T" + func.substr(column, 12, 8, type_=String) + "+00:00"  # NULL stays NULL
 
 
-BATCH = 50_000  # rows fetched at a time by a bulk read
-BULK_CURSOR = "companion_bulk_read"  # its server-side cursor's name on PostgreSQL
 
 
 class Reads(Database):
@@ -219,7 +216,7 @@ class Reads(Database):
         l = _LEARNERS
         active = _utc_text(l.c.last_active, self.engine.dialect.name, day=False)
         query = select(l.c.id, l.c.username, l.c.name, l.c.email, l.c.cohort, l.c.department, active).order_by(l.c.username)
-        return [row for rows in self._driver_rows(query, BATCH) for row in rows]
+        return [row for rows in self._driver_rows(query) for row in rows]
 
     def progress_rows(self) -> list[tuple[int, str, int, str | None]]:
         """The stored progress: ``(learner_id, session_id, done, completed_on)`` per learner and session started.
@@ -229,7 +226,7 @@ class Reads(Database):
         names (:func:`companion.progress.current_progress` makes sure of that first)."""
         p = _PROGRESS
         day = _utc_text(p.c.completed_at, self.engine.dialect.name, day=True)
-        return [row for rows in self._driver_rows(select(p.c.learner_id, p.c.session_id, p.c.done, day), BATCH) for row in rows]
+        return [row for rows in self._driver_rows(select(p.c.learner_id, p.c.session_id, p.c.done, day)) for row in rows]
 
     def value_texts(self, activity_ids: list[str], in_time_order: bool = False, batch: int = BATCH) -> Iterator[list[tuple[int, str, str, int]]]:
         """Everyone's responses to these activities as ``(learner_id, activity_id, value as JSON text, done)``, ``batch`` rows at a time.
@@ -252,27 +249,6 @@ class Reads(Database):
         if in_time_order:
             query = query.order_by(r.c.updated_at, r.c.id.desc())
         yield from self._driver_rows(query, batch)
-
-    def _driver_rows(self, query, batch: int) -> Iterator[list[tuple]]:
-        """The rows of a bulk read, ``batch`` at a time, as the driver's tuples: no ``Row`` made, no type
-        read (:class:`Prepared`), so only for columns the driver gives as they are wanted (numbers, text).
-
-        On PostgreSQL through psycopg the cursor is the server's (named), so only
-        a batch at a time is held here, as SQLAlchemy's ``yield_per`` would do;
-        other drivers have no named cursors and read through a plain one."""
-        dialect = self.engine.dialect
-        statement = Prepared(query, dialect, {})
-        with self.session(write=False) as db:
-            connection = db.connection().connection
-            cursor = connection.cursor(name=BULK_CURSOR) if dialect.driver in PSYCOPG else connection.cursor()
-            try:
-                cursor.execute(statement.sql, statement.bind({}))
-                while rows := cursor.fetchmany(batch):
-                    yield rows
-            except dialect.loaded_dbapi.Error as error:
-                raise driver_error(error, dialect) from error
-            finally:
-                cursor.close()
 
     def facilitator_view(self, username: str, visible: frozenset[str] = frozenset()) -> list[Response]:
         """What a facilitator may see of one learner: every response, its value only if the learner shared it.
