@@ -345,6 +345,52 @@ def test_the_upgrade_to_0006_indexes_what_was_shared_and_the_feedback_queue_read
     assert "USING INDEX ix_events_shared" in hours, hours
 
 
+def test_the_coaching_reads_take_the_shared_events_from_their_index_without_reading_the_events_table(tmp_path, monkeypatch):
+    """The queue, the dashboard's hours to feedback and the export's coaching figures find each "shared" event in
+    the partial index of shared events alone. Asked with the verb as a parameter, SQLite could not know that
+    the index holds only shared events, and read every event's row to check its verb (at 100,000 learners the
+    export's coaching figures took 2.9 s instead of 1.7)."""
+    from sqlalchemy import event
+
+    from companion.store.database import BATCH
+    from companion.store.prepared import Prepared
+
+    store = open_store(f"sqlite:///{tmp_path / 'companion.db'}")
+    store.save("ana", "s1", "s1-why", "shared", {"text": "shared"}, done=True, shared=True)
+    store.save("bea", "s1", "s1-why", "shared", {"text": "shared too"}, done=True, shared=True)
+    store.add_feedback("ana", "s1-why", "Lee", "Thank you.")
+    statements = []
+
+    def record(conn, cursor, sql, params, *_):
+        statements.append((sql, params))
+
+    event.listen(store.engine, "before_cursor_execute", record)
+    bulk = store._driver_rows
+
+    def driver_rows(query, batch=BATCH):  # the export's reads run on the driver's cursor, past SQLAlchemy's events
+        prepared = Prepared(query, store.engine.dialect, {})
+        statements.append((prepared.sql, prepared.bind({})))
+        return bulk(query, batch)
+
+    monkeypatch.setattr(store, "_driver_rows", driver_rows)
+    assert [w.username for w in store.waiting_for_feedback()] == ["bea"]
+    assert len(store.hours_to_first_feedback(utcnow() - timedelta(days=1))) == 1
+    assert [figures.feedback for figures in store.coaching_figures().values()] == [1]
+    event.remove(store.engine, "before_cursor_execute", record)
+    with store.engine.connect() as db:
+        events = db.exec_driver_sql("SELECT rootpage FROM sqlite_master WHERE name = 'events'").scalar()
+        readers = []
+        for sql, params in statements:
+            if "FROM events" not in sql:
+                continue
+            program = db.exec_driver_sql("EXPLAIN " + sql, params).all()  # (address, opcode, p1, p2, ...)
+            table = {op[2] for op in program if op[1] == "OpenRead" and op[3] == events}
+            if any(op[1] == "Column" and op[2] in table for op in program):
+                readers.append(sql)
+    assert len([sql for sql, _ in statements if "FROM events" in sql]) == 3
+    assert not readers, readers
+
+
 def test_the_head_revision_the_store_knows_is_the_newest_migration():
     from alembic.config import Config
     from alembic.script import ScriptDirectory

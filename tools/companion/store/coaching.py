@@ -24,7 +24,7 @@ import statistics
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import case, exists, func, select, update
+from sqlalchemy import case, exists, func, literal_column, select, update
 from sqlalchemy.orm import Session
 
 from ..errors import StoreError
@@ -49,6 +49,10 @@ from .schema import (
 MAX_FEEDBACK_CHARS = 10_000
 MAX_NOTE_CHARS = 5_000
 CHECKED_IN = "checked-in"  # the event verb of a check-in
+# The "shared" verb written into the SQL, not bound: only then does SQLite know that the partial index of shared
+# events (migration 0006) holds every row asked for, and read the index alone instead of each event's row too
+# (at 100,000 learners, 0.5 s of the evaluation export's 2 s of coaching figures).
+SHARED = literal_column("'shared'")
 
 
 @dataclass
@@ -204,7 +208,7 @@ class Coaching(Database):
         f = FeedbackRow
         shared_at = (
             select(func.min(EventRow.at))
-            .where(EventRow.learner_id == f.learner_id, EventRow.activity_id == f.activity_id, EventRow.verb == "shared")
+            .where(EventRow.learner_id == f.learner_id, EventRow.activity_id == f.activity_id, EventRow.verb == SHARED)
             .scalar_subquery()
         )
         checked_in_at = (
@@ -217,15 +221,12 @@ class Coaching(Database):
         else:  # SQLite: times are UTC text, which julianday reads (to well under a second)
             hours = (func.julianday(first) - func.julianday(asked)) * 24
         figures: dict[int, CoachingFigures] = {}
-        with self.session(write=False) as db:
-            last_day = _utc_text(func.max(CheckInRow.at), self.engine.dialect.name, day=True)
-            for learner_id, count, last in db.execute(
-                select(CheckInRow.learner_id, func.count(), last_day).group_by(CheckInRow.learner_id)
-            ):
+        last_day = _utc_text(func.max(CheckInRow.at), self.engine.dialect.name, day=True)
+        for rows in self._driver_rows(select(CheckInRow.learner_id, func.count(), last_day).group_by(CheckInRow.learner_id)):
+            for learner_id, count, last in rows:
                 figures[learner_id] = CoachingFigures(count, last)
-            for learner_id, count, waited in db.execute(
-                select(f.learner_id, func.count(), hours).group_by(f.learner_id, f.activity_id, f.check_in_id)
-            ):
+        for rows in self._driver_rows(select(f.learner_id, func.count(), hours).group_by(f.learner_id, f.activity_id, f.check_in_id)):
+            for learner_id, count, waited in rows:
                 item = figures.get(learner_id)
                 if item is None:
                     item = figures[learner_id] = CoachingFigures()
@@ -258,7 +259,7 @@ class Coaching(Database):
             shared_at = (
                 select(func.min(EventRow.at))
                 .where(EventRow.learner_id == ResponseRow.learner_id, EventRow.activity_id == ResponseRow.activity_id,
-                       EventRow.verb == "shared")
+                       EventRow.verb == SHARED)
                 .scalar_subquery()
             )
             answered = exists().where(
@@ -294,7 +295,7 @@ class Coaching(Database):
             # The "shared" events through their partial index (migration 0006); feedback looked up only for those since.
             shared = db.execute(
                 select(func.min(EventRow.at), first_feedback)
-                .where(EventRow.verb == "shared")
+                .where(EventRow.verb == SHARED)
                 .group_by(EventRow.learner_id, EventRow.activity_id)
                 .having(func.min(EventRow.at) >= since)
             ).all()
