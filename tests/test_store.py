@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import multiprocessing
+from contextlib import contextmanager
 import subprocess
 import sys
 from dataclasses import replace
@@ -311,9 +312,39 @@ def test_the_upgrade_to_0005_drops_the_index_no_read_used_and_keeps_every_event(
     assert [e.value["text"] for e in new.events("ana")] == ["before", "after"]
 
 
-def test_the_upgrade_to_0006_indexes_what_was_shared_and_the_feedback_queue_reads_through_it(store_url):
+@contextmanager
+def statements_run(store: Store, monkeypatch):
+    """Every statement the store runs in the block, as ``(sql, parameters)``: through SQLAlchemy, and the bulk
+    reads on the driver's cursor, which pass SQLAlchemy's events by."""
+    from sqlalchemy import event
+
+    from companion.store.database import BATCH
+    from companion.store.prepared import Prepared
+
+    statements = []
+
+    def record(conn, cursor, sql, params, *_):
+        statements.append((sql, params))
+
+    bulk = store._driver_rows
+
+    def driver_rows(query, batch=BATCH):
+        prepared = Prepared(query, store.engine.dialect, {})
+        statements.append((prepared.sql, prepared.bind({})))
+        return bulk(query, batch)
+
+    event.listen(store.engine, "before_cursor_execute", record)
+    with monkeypatch.context() as patched:
+        patched.setattr(store, "_driver_rows", driver_rows)
+        try:
+            yield statements
+        finally:
+            event.remove(store.engine, "before_cursor_execute", record)
+
+
+def test_the_upgrade_to_0006_indexes_what_was_shared_and_the_feedback_queue_reads_through_it(store_url, monkeypatch):
     """The queue reads only the shared responses and their "shared" events, not every row, on a store upgraded in place."""
-    from sqlalchemy import event, inspect
+    from sqlalchemy import inspect
 
     old = Store(store_url)
     old.upgrade("0005")
@@ -324,16 +355,10 @@ def test_the_upgrade_to_0006_indexes_what_was_shared_and_the_feedback_queue_read
     new.upgrade()
     assert "ix_events_shared" in {index["name"] for index in inspect(new.engine).get_indexes("events")}
     assert "ix_responses_shared" in {index["name"] for index in inspect(new.engine).get_indexes("responses")}
-    statements = []
-
-    def record(conn, cursor, sql, params, *_):
-        statements.append((sql, params))
-
-    event.listen(new.engine, "before_cursor_execute", record)
-    assert [(w.username, w.activity_id) for w in new.waiting_for_feedback()] == [("ana", "s1-why")]
-    new.add_feedback("ana", "s1-why", "Lee", "Thank you.")
-    assert len(new.hours_to_first_feedback(utcnow() - timedelta(days=1))) == 1
-    event.remove(new.engine, "before_cursor_execute", record)
+    with statements_run(new, monkeypatch) as statements:
+        assert [(w.username, w.activity_id) for w in new.waiting_for_feedback()] == [("ana", "s1-why")]
+        new.add_feedback("ana", "s1-why", "Lee", "Thank you.")
+        assert len(new.hours_to_first_feedback(utcnow() - timedelta(days=1))) == 1
     if not store_url.startswith("sqlite"):
         return  # PostgreSQL's planner reads a table this small whole, whatever its indexes
     with new.engine.connect() as db:
@@ -350,33 +375,14 @@ def test_the_coaching_reads_take_the_shared_events_from_their_index_without_read
     the partial index of shared events alone. Asked with the verb as a parameter, SQLite could not know that
     the index holds only shared events, and read every event's row to check its verb (at 100,000 learners the
     export's coaching figures took 2.9 s instead of 1.7)."""
-    from sqlalchemy import event
-
-    from companion.store.database import BATCH
-    from companion.store.prepared import Prepared
-
     store = open_store(f"sqlite:///{tmp_path / 'companion.db'}")
     store.save("ana", "s1", "s1-why", "shared", {"text": "shared"}, done=True, shared=True)
     store.save("bea", "s1", "s1-why", "shared", {"text": "shared too"}, done=True, shared=True)
     store.add_feedback("ana", "s1-why", "Lee", "Thank you.")
-    statements = []
-
-    def record(conn, cursor, sql, params, *_):
-        statements.append((sql, params))
-
-    event.listen(store.engine, "before_cursor_execute", record)
-    bulk = store._driver_rows
-
-    def driver_rows(query, batch=BATCH):  # the export's reads run on the driver's cursor, past SQLAlchemy's events
-        prepared = Prepared(query, store.engine.dialect, {})
-        statements.append((prepared.sql, prepared.bind({})))
-        return bulk(query, batch)
-
-    monkeypatch.setattr(store, "_driver_rows", driver_rows)
-    assert [w.username for w in store.waiting_for_feedback()] == ["bea"]
-    assert len(store.hours_to_first_feedback(utcnow() - timedelta(days=1))) == 1
-    assert [figures.feedback for figures in store.coaching_figures().values()] == [1]
-    event.remove(store.engine, "before_cursor_execute", record)
+    with statements_run(store, monkeypatch) as statements:
+        assert [w.username for w in store.waiting_for_feedback()] == ["bea"]
+        assert len(store.hours_to_first_feedback(utcnow() - timedelta(days=1))) == 1
+        assert [figures.feedback for figures in store.coaching_figures().values()] == [1]
     with store.engine.connect() as db:
         events = db.exec_driver_sql("SELECT rootpage FROM sqlite_master WHERE name = 'events'").scalar()
         readers = []

@@ -81,6 +81,12 @@ def _clean(text: str, what: str, limit: int) -> str:
     return text
 
 
+def _moment(value: datetime | str) -> datetime:
+    """A time as the database's driver gives it, aware: UTC text on SQLite (``2026-03-01 09:30:00.000000``),
+    a datetime on PostgreSQL."""
+    return _aware(datetime.fromisoformat(value) if isinstance(value, str) else value)
+
+
 def _check_in(username: str, row: CheckInRow) -> CheckIn:
     return CheckIn(row.id, username, row.activity_id, row.status, row.note, _aware(row.at))
 
@@ -284,29 +290,36 @@ class Coaching(Database):
         return waiting[:limit] if limit is not None else waiting
 
     def hours_to_first_feedback(self, since: datetime) -> list[float]:
-        """For each reflection shared or check-in made since ``since`` that has had feedback: hours until the first."""
-        with self.session(write=False) as db:
-            first_feedback = (
-                select(func.min(FeedbackRow.at))
-                .where(FeedbackRow.learner_id == EventRow.learner_id, FeedbackRow.activity_id == EventRow.activity_id,
-                       FeedbackRow.check_in_id.is_(None))
-                .scalar_subquery()
-            )
-            # The "shared" events through their partial index (migration 0006); feedback looked up only for those since.
-            shared = db.execute(
-                select(func.min(EventRow.at), first_feedback)
-                .where(EventRow.verb == SHARED)
-                .group_by(EventRow.learner_id, EventRow.activity_id)
-                .having(func.min(EventRow.at) >= since)
-            ).all()
-            check_ins = db.execute(
-                select(CheckInRow.at, func.min(FeedbackRow.at))
-                .join(FeedbackRow, FeedbackRow.check_in_id == CheckInRow.id)
-                .where(CheckInRow.at >= since)
-                .group_by(CheckInRow.id, CheckInRow.at)
-            ).all()
-        pairs = [(_aware(asked), _aware(answered)) for asked, answered in [*shared, *check_ins] if answered is not None]
-        return [max(0.0, (answered - asked).total_seconds() / 3600) for asked, answered in pairs]
+        """For each reflection shared or check-in made since ``since`` that has had feedback: hours until the first.
+
+        Read as the driver's rows (the times as it gives them, read by :func:`_moment`): at 100,000 learners,
+        some 40,000 pairs of times, which SQLAlchemy's own reading of each took longer than the query."""
+        first_feedback = (
+            select(func.min(FeedbackRow.at))
+            .where(FeedbackRow.learner_id == EventRow.learner_id, FeedbackRow.activity_id == EventRow.activity_id,
+                   FeedbackRow.check_in_id.is_(None))
+            .scalar_subquery()
+        )
+        # The "shared" events through their partial index (migration 0006); feedback looked up only for those since.
+        shared = (
+            select(func.min(EventRow.at), first_feedback)
+            .where(EventRow.verb == SHARED)
+            .group_by(EventRow.learner_id, EventRow.activity_id)
+            .having(func.min(EventRow.at) >= since)
+        )
+        check_ins = (
+            select(CheckInRow.at, func.min(FeedbackRow.at))
+            .join(FeedbackRow, FeedbackRow.check_in_id == CheckInRow.id)
+            .where(CheckInRow.at >= since)
+            .group_by(CheckInRow.id, CheckInRow.at)
+        )
+        hours = []
+        for query in (shared, check_ins):
+            for rows in self._driver_rows(query):
+                for asked, answered in rows:
+                    if answered is not None:
+                        hours.append(max(0.0, (_moment(answered) - _moment(asked)).total_seconds() / 3600))
+        return hours
 
     # Reminders sent ------------------------------------------------------------
 
