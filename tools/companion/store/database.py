@@ -2,8 +2,9 @@
 
 :class:`Database` is the base of both halves of :class:`companion.store.Store`
 (``saves`` and ``reads``): every statement they run goes through
-:meth:`Database.session` or :meth:`Database.transaction` (or, for the largest
-reads, ``_driver_rows``, inside a session), committed when the block ends and rolled back on any error, with database errors turned into a
+:meth:`Database.session` or :meth:`Database.transaction` (the largest reads
+through ``_driver_rows``, inside a session), committed when the block ends and
+rolled back on any error, with database errors turned into a
 :class:`~companion.errors.StoreError` that says what to do (``_reported``):
 :class:`~companion.errors.StoreUnavailable` when trying again later may work
 (locked, stopped, the connection lost). Those messages may reach a learner's
