@@ -273,6 +273,28 @@ def test_many_processes_opening_a_new_database_migrate_it_once(tmp_path):
     assert Store(url).count_events() == 24
 
 
+def test_a_new_database_another_connection_is_writing_is_opened_once_it_finishes(tmp_path):
+    """SQLite refuses to switch a file to WAL at once, without its busy timeout, while another connection
+    writes to it in the old mode: the moment many processes open a new store; opening waits instead."""
+    import sqlite3
+    import threading
+
+    path = tmp_path / "fresh.db"
+    other = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    other.execute("CREATE TABLE scratch (x)")
+    other.execute("BEGIN IMMEDIATE")
+    finishing = threading.Timer(0.5, lambda: other.execute("COMMIT"))
+    finishing.start()
+    try:
+        store = open_store(f"sqlite:///{path}")
+    finally:
+        finishing.join()
+        other.close()
+    assert store.revision() == HEAD_REVISION
+    with sqlite3.connect(path) as check:
+        assert check.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+
+
 def test_a_schema_upgrade_keeps_everything_saved_before_it(tmp_path):
     url = f"sqlite:///{tmp_path / 'old.db'}"
     old = Store(url)

@@ -23,8 +23,10 @@ import fcntl
 import functools
 import logging
 import os
+import sqlite3
 import sys
 import threading
+import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
@@ -136,7 +138,7 @@ def _sqlite_engine(url: str, waits: bool = True) -> Engine:
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
         if sqlite_file(url):
-            cursor.execute("PRAGMA journal_mode=WAL")
+            _use_wal(cursor)
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute(f"PRAGMA busy_timeout={int(BUSY_SECONDS * 1000) if waits else 0}")
@@ -148,6 +150,23 @@ def _sqlite_engine(url: str, waits: bool = True) -> Engine:
         connection.exec_driver_sql("BEGIN" if connection.get_execution_options().get(READ_ONLY) else "BEGIN IMMEDIATE")
 
     return engine
+
+
+def _use_wal(cursor: sqlite3.Cursor) -> None:
+    """Put the file in WAL mode (kept in the file: only a new store's first connection changes it).
+
+    While another connection switches a new file, or writes to it before it is switched, SQLite
+    answers "database is locked" at once instead of waiting its busy timeout; so the switch is tried
+    again until the busy timeout would have passed, as happens when many processes open a new store."""
+    deadline = time.monotonic() + BUSY_SECONDS
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as error:
+            if "locked" not in str(error) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.02)
 
 
 class Database:
