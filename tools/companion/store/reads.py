@@ -161,12 +161,13 @@ class Reads(Database):
         complete = p.c.completed_at.is_not(None)
         every = learners.c.sessions_completed >= len(session_ids)
         not_started = learners.c.started == False  # noqa: E712 (SQL, not Python)
-        inactive = or_(learners.c.last_active.is_(None), learners.c.last_active < cutoff.astimezone(timezone.utc))
-        stalled = and_(learners.c.started == True, ~every, inactive)  # noqa: E712
+        unfinished = and_(learners.c.started == True, ~every)  # noqa: E712
+        never_active, inactive_since = learners.c.last_active.is_(None), learners.c.last_active < cutoff.astimezone(timezone.utc)
+        stalled = and_(unfinished, or_(never_active, inactive_since))
         count = lambda condition: func.sum(case((condition, 1), else_=0))  # noqa: E731
-        people = lambda where, *order: (  # noqa: E731
+        people = lambda where, *order, limit=listed: (  # noqa: E731
             select(learners.c.id, learners.c.username, learners.c.name, learners.c.cohort, learners.c.last_active)
-            .where(where).order_by(*order).limit(listed)
+            .where(where).order_by(*order).limit(limit)
         )
         with self.session(write=False) as db:
             cohorts = db.execute(
@@ -179,7 +180,12 @@ class Reads(Database):
                 .group_by(learners.c.cohort, p.c.session_id)
             ).all()
             waiting = db.execute(people(not_started, learners.c.cohort == "", func.lower(learners.c.cohort), learners.c.username)).all()
-            stuck = db.execute(people(stalled, learners.c.last_active.is_not(None), learners.c.last_active, learners.c.username)).all()
+            # Those never active first, then the longest inactive: two reads, so that the second takes learners
+            # in the order of the index on last activity and stops at the listed number, not sorting everyone.
+            stuck = db.execute(people(and_(unfinished, never_active), learners.c.username)).all()
+            if listed is None or len(stuck) < listed:
+                rest = None if listed is None else listed - len(stuck)
+                stuck += db.execute(people(and_(unfinished, inactive_since), learners.c.last_active, learners.c.username, limit=rest)).all()
             completed: dict[int, set[str]] = {}
             listed_ids = [row[0] for row in stuck]
             for start in range(0, len(listed_ids), 500):
