@@ -305,6 +305,76 @@ def test_goals_go_into_the_feed_only_when_the_course_says_so(planned, evaluation
         assert {k: v for k, v in b.items() if k in a} == a
 
 
+def test_the_evaluation_export_in_parts_is_the_same_file_byte_for_byte(planned, evaluation, tmp_path, monkeypatch):
+    """From 20,000 learners on (here from 100) the rows are worked out in parts of the learners at once, one
+    forked process per core; the file is the one a single process writes, with and without the goals' words."""
+    import os
+
+    import companion.exports
+    from companion.parts import MAX_PARTS, cores
+
+    store, catalog, with_goals, plans, _ = planned
+    forks = []
+    fork = os.fork
+    monkeypatch.setattr(os, "fork", lambda: forks.append(1) or fork())
+    assert write_evaluation(store, catalog, tmp_path / "three.csv", parts=3) == len(plans)
+    assert len(forks) == 2, "two parts in other processes, the last in this one"
+    assert (tmp_path / "three.csv").read_bytes() == evaluation.read_bytes()
+
+    write_evaluation(store, with_goals, tmp_path / "one-with-goals.csv", parts=1)
+    assert len(forks) == 2
+    write_evaluation(store, with_goals, tmp_path / "four-with-goals.csv", parts=4)
+    assert len(forks) == 5
+    assert (tmp_path / "four-with-goals.csv").read_bytes() == (tmp_path / "one-with-goals.csv").read_bytes()
+
+    monkeypatch.setattr(companion.exports, "PARTS_FROM", 100)
+    forks.clear()
+    write_evaluation(store, catalog, tmp_path / "default.csv")
+    assert len(forks) == min(cores(), MAX_PARTS) - 1, "one part a core"
+    assert (tmp_path / "default.csv").read_bytes() == evaluation.read_bytes()
+
+
+def test_each_bulk_read_of_a_part_of_the_learners_holds_that_part_alone_and_the_parts_together_everyone(planned):
+    from companion.parts import split
+
+    store, catalog, _, _, _ = planned
+    activities = [a.id for a in catalog.all_activities() if a.kind in ("SelfAssessment", "Goal")]
+    reads = {
+        "roster": lambda part: store.roster_rows(part),
+        "progress": lambda part: store.progress_rows(part),
+        "responses": lambda part: [row for rows in store.value_texts(activities, learners=part) for row in rows],
+        "coaching": lambda part: [(learner, f.check_ins, f.last_check_in, f.feedback, f.median_hours)
+                                  for learner, f in store.coaching_figures(part).items()],
+    }
+    parts = split(store.learner_ids(), 3)
+    assert len(parts) == 3
+    for name, read in reads.items():
+        everyone = read(None)
+        pieces = [read(part) for part in parts]
+        for (first, end), piece in zip(parts, pieces):
+            assert piece and all(first <= row[0] < end for row in piece), name
+        assert sorted(row for piece in pieces for row in piece) == sorted(everyone), name
+
+
+def test_an_export_a_part_of_which_fails_writes_nothing_and_says_why(planned, tmp_path, monkeypatch):
+    from companion.errors import StoreUnavailable
+
+    store, catalog, _, plans, _ = planned
+    first = min(store.learner_ids())
+    figures = store.coaching_figures
+
+    def unreachable_for_the_first_part(learners=None):
+        if learners and learners[0] == first:
+            raise StoreUnavailable("The database could not be reached just now (it is busy, restarting or stopped); nothing was changed.")
+        return figures(learners)
+
+    monkeypatch.setattr(store, "coaching_figures", unreachable_for_the_first_part)
+    path = tmp_path / "evaluation.csv"
+    with pytest.raises(StoreUnavailable, match="could not be reached just now"):
+        write_evaluation(store, catalog, path, parts=2)
+    assert list(tmp_path.iterdir()) == [], "no file, and no half-written part left beside it"
+
+
 def test_the_goal_history_has_one_row_per_check_in_with_its_feedback(planned, tmp_path):
     store, catalog, _, plans, coaching = planned
     path = tmp_path / "goals.csv"

@@ -225,6 +225,15 @@ class Database:
         if "_saves_engine" in self.__dict__:
             self._saves_engine.dispose()
 
+    def forked(self) -> None:
+        """In a process forked from one that used this store: leave the connections it inherited to that
+        process (closing them here would close them there) and open new ones when next used."""
+        self._kept = threading.local()
+        self._generation += 1
+        self.engine.dispose(close=False)
+        if "_saves_engine" in self.__dict__:
+            self._saves_engine.dispose(close=False)
+
     def __repr__(self) -> str:
         return f"Store({make_url(self.url).render_as_string(hide_password=True)!r})"
 

@@ -52,6 +52,13 @@ def _utc_text(column, dialect: str, day: bool):
 
 
 
+def among(column, learners: tuple[int, int] | None) -> list:
+    """The condition that ``column`` (a learner id) is in the part ``learners`` (None: everyone), for ``.where(*...)``.
+
+    A part is ``(first, end)``: the learner ids from ``first`` up to, not including, ``end``."""
+    return [] if learners is None else [column >= learners[0], column < learners[1]]
+
+
 class Reads(Database):
     """The store's reads: responses, events, learners, feedback, and the facilitator's figures."""
 
@@ -213,28 +220,35 @@ class Reads(Database):
             )
             return [_response(username, row) for row, username in rows]
 
-    def roster_rows(self) -> list[tuple[int, str, str, str, str, str, str | None]]:
-        """Every learner as ``(id, username, name, email, cohort, department, last_active)``, by username.
+    def learner_ids(self) -> list[int]:
+        """Every learner's id, in the order of their usernames: the order of the exports' rows."""
+        return [row[0] for rows in self._driver_rows(select(_LEARNERS.c.id).order_by(_LEARNERS.c.username)) for row in rows]
+
+    def roster_rows(self, learners: tuple[int, int] | None = None) -> list[tuple[int, str, str, str, str, str, str | None]]:
+        """Every learner (or those of the part ``learners``) as ``(id, username, name, email, cohort, department, last_active)``, by username.
 
         The exports' one read of people: the id joins them to :meth:`progress_rows`
         and :meth:`value_texts` without a join in either. ``last_active`` is text,
         UTC to the second (``2026-03-01T09:30:00+00:00``), as the feed writes it."""
         l = _LEARNERS
         active = _utc_text(l.c.last_active, self.engine.dialect.name, day=False)
-        query = select(l.c.id, l.c.username, l.c.name, l.c.email, l.c.cohort, l.c.department, active).order_by(l.c.username)
-        return [row for rows in self._driver_rows(query) for row in rows]
+        query = select(l.c.id, l.c.username, l.c.name, l.c.email, l.c.cohort, l.c.department, active).where(*among(l.c.id, learners))
+        return [row for rows in self._driver_rows(query.order_by(l.c.username)) for row in rows]
 
-    def progress_rows(self) -> list[tuple[int, str, int, str | None]]:
-        """The stored progress: ``(learner_id, session_id, done, completed_on)`` per learner and session started.
+    def progress_rows(self, learners: tuple[int, int] | None = None) -> list[tuple[int, str, int, str | None]]:
+        """The stored progress (of the part ``learners``; None: everyone's): ``(learner_id, session_id, done, completed_on)``
+        per learner and session started.
 
         ``completed_on`` is the day (UTC, ``2026-03-01``) the session was
         completed, or None. Current only under the rules :meth:`progress_version`
         names (:func:`companion.progress.current_progress` makes sure of that first)."""
         p = _PROGRESS
         day = _utc_text(p.c.completed_at, self.engine.dialect.name, day=True)
-        return [row for rows in self._driver_rows(select(p.c.learner_id, p.c.session_id, p.c.done, day)) for row in rows]
+        query = select(p.c.learner_id, p.c.session_id, p.c.done, day).where(*among(p.c.learner_id, learners))
+        return [row for rows in self._driver_rows(query) for row in rows]
 
-    def value_texts(self, activity_ids: list[str], in_time_order: bool = False, batch: int = BATCH) -> Iterator[list[tuple[int, str, str, int]]]:
+    def value_texts(self, activity_ids: list[str], in_time_order: bool = False, batch: int = BATCH,
+                    learners: tuple[int, int] | None = None) -> Iterator[list[tuple[int, str, str, int]]]:
         """Everyone's responses to these activities as ``(learner_id, activity_id, value as JSON text, done)``, ``batch`` rows at a time.
 
         For the evaluation export, which reads some 700,000 of them at 100,000
@@ -245,12 +259,13 @@ class Reads(Database):
         ``in_time_order``: oldest save first (the first saved first among equal
         times), so a caller keeping the last row of each kind keeps the latest;
         otherwise in no particular order. One read-only transaction (on SQLite it
-        takes no write lock, so learners' saves never wait)."""
+        takes no write lock, so learners' saves never wait). ``learners``: only
+        those of that part."""
         if not activity_ids:
             return
         r = _RESPONSES
         query = select(r.c.learner_id, r.c.activity_id, func.coalesce(cast(r.c.value, Text), "null"), r.c.done).where(
-            r.c.activity_id.in_(list(activity_ids))
+            r.c.activity_id.in_(list(activity_ids)), *among(r.c.learner_id, learners)
         )
         if in_time_order:
             query = query.order_by(r.c.updated_at, r.c.id.desc())
