@@ -1,11 +1,13 @@
 """Work done over parts of the learners at once, one forked process per part.
 
-The evaluation export at 100,000 learners is some 8 CPU-seconds of Python
-(reading rows and placing them in each learner's cells), which one process
-cannot spread over a machine's cores: Python's lock lets one thread run its
-code at a time. So the learners are cut into parts by id (:func:`split`), and
-:func:`in_parts` works out each part in a process forked for it, the last in
-this process, and returns their results in order. A forked process shares
+The evaluation export at 100,000 learners takes 8 to 12 CPU-seconds on the
+benchmark's machine, most of it Python making the database's rows into
+objects and placing them in each learner's cells, which one process cannot
+spread over a machine's cores: Python's lock lets one thread run its code at
+a time (threads were tried, and made it slower). So the learners are cut
+into parts by id (:func:`split`), and :func:`in_parts` works out each part in
+a process forked for it, the last in this process, and returns their results
+in order. A forked process shares
 everything this one has read (the catalog, the settings) and opens its own
 database connections; it sends its result back pickled, or the error that
 stopped it, which :func:`in_parts` raises here.
@@ -30,7 +32,7 @@ from .errors import CourseError, ExportError
 Result = TypeVar("Result")
 Part = tuple[int, int]  # learner ids from the first up to, not including, the second
 
-MAX_PARTS = 4  # more processes than this read the database more than they save in Python
+MAX_PARTS = 4  # at most this many at once, so that on a larger server an export leaves cores to the learners' pages
 
 
 def cores() -> int:
