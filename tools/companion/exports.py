@@ -418,6 +418,11 @@ def _write_atomically(path: Path | str, write) -> None:
 PARTS_FROM = 20_000
 
 
+def parts_for(learners: int) -> int:
+    """How many parts :func:`write_evaluation` works out ``learners`` rows in, by default."""
+    return min(cores(), MAX_PARTS) if learners >= PARTS_FROM else 1
+
+
 def write_evaluation(store: Store, catalog: Catalog, path: Path | str, parts: int | None = None) -> int:
     """Write the evaluation CSV (formula cells neutralised); returns the number of supervisors.
 
@@ -432,7 +437,7 @@ def write_evaluation(store: Store, catalog: Catalog, path: Path | str, parts: in
         nonlocal count
         order = store.learner_ids()
         current_progress(store, catalog)  # once, before the parts read it
-        wanted = parts if parts is not None else (min(cores(), MAX_PARTS) if len(order) >= PARTS_FROM else 1)
+        wanted = parts if parts is not None else parts_for(len(order))
         lines: dict[int, str] = {}
         for part in in_parts(functools.partial(_evaluation_lines, store, catalog), split(order, wanted), store.forked):
             lines.update(part)
