@@ -438,6 +438,10 @@ def write_evaluation(store: Store, catalog: Catalog, path: Path | str, parts: in
         order = store.learner_ids()
         current_progress(store, catalog)  # once, before the parts read it
         wanted = parts if parts is not None else parts_for(len(order))
+        if wanted > 1:
+            # No connection may cross a fork (SQLite's rule: its locks are the process's): each process
+            # opens its own, and one opened here meanwhile is left to this process (store.forked).
+            store.close()
         lines: dict[int, str] = {}
         for part in in_parts(functools.partial(_evaluation_lines, store, catalog), split(order, wanted), store.forked):
             lines.update(part)
