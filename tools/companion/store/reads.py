@@ -50,8 +50,6 @@ def _utc_text(column, dialect: str, day: bool):
     return func.substr(column, 1, 10, type_=String) + "T" + func.substr(column, 12, 8, type_=String) + "+00:00"  # NULL stays NULL
 
 
-
-
 def among(column, learners: tuple[int, int] | None) -> list:
     """The condition that ``column`` (a learner id) is in the part ``learners`` (None: everyone), for ``.where(*...)``.
 
@@ -225,15 +223,16 @@ class Reads(Database):
         return [row[0] for rows in self._driver_rows(select(_LEARNERS.c.id).order_by(_LEARNERS.c.username)) for row in rows]
 
     def roster_rows(self, learners: tuple[int, int] | None = None) -> list[tuple[int, str, str, str, str, str, str | None]]:
-        """Every learner (or those of the part ``learners``) as ``(id, username, name, email, cohort, department, last_active)``, by username.
+        """Every learner (or those of the part ``learners``) as ``(id, username, name, email, cohort, department, last_active)``.
 
         The exports' one read of people: the id joins them to :meth:`progress_rows`
         and :meth:`value_texts` without a join in either. ``last_active`` is text,
-        UTC to the second (``2026-03-01T09:30:00+00:00``), as the feed writes it."""
+        UTC to the second (``2026-03-01T09:30:00+00:00``), as the feed writes it.
+        In no particular order: the export's rows are ordered by :meth:`learner_ids`."""
         l = _LEARNERS
         active = _utc_text(l.c.last_active, self.engine.dialect.name, day=False)
         query = select(l.c.id, l.c.username, l.c.name, l.c.email, l.c.cohort, l.c.department, active).where(*among(l.c.id, learners))
-        return [row for rows in self._driver_rows(query.order_by(l.c.username)) for row in rows]
+        return [row for rows in self._driver_rows(query) for row in rows]
 
     def progress_rows(self, learners: tuple[int, int] | None = None) -> list[tuple[int, str, int, str | None]]:
         """The stored progress (of the part ``learners``; None: everyone's): ``(learner_id, session_id, done, completed_on)``
