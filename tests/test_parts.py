@@ -62,36 +62,37 @@ def test_each_part_runs_in_its_own_process_and_the_results_come_back_in_order(fo
     assert forks.reaped()
 
 
-def test_what_stops_a_part_in_another_process_is_raised_here_with_its_message(forks):
+def failing_in_the_first_part(fail):
+    """Work that calls ``fail()`` for the first part of learners 1 to 30 (one another process works out)."""
     def work(part):
         if part[0] == 1:
-            raise StoreUnavailable("The database could not be reached just now; nothing was changed. Try again in a minute.")
+            fail()
         return part
 
+    return work
+
+
+def test_what_stops_a_part_in_another_process_is_raised_here_with_its_message(forks):
+    def unreachable():
+        raise StoreUnavailable("The database could not be reached just now; nothing was changed. Try again in a minute.")
+
     with pytest.raises(StoreUnavailable, match="could not be reached just now"):
-        in_parts(work, split(list(range(1, 31)), 3))
+        in_parts(failing_in_the_first_part(unreachable), split(list(range(1, 31)), 3))
     assert forks.reaped()
 
 
 def test_an_unexpected_error_in_another_process_names_the_learners_it_was_reading(forks):
-    def work(part):
-        if part[0] == 1:
-            raise ValueError("a value the export did not expect")
-        return part
+    def unexpected():
+        raise ValueError("a value the export did not expect")
 
     with pytest.raises(ExportError, match=r"Learners 1 to 10 could not be read: ValueError: a value the export did not expect\. Nothing was written"):
-        in_parts(work, split(list(range(1, 31)), 3))
+        in_parts(failing_in_the_first_part(unexpected), split(list(range(1, 31)), 3))
     assert forks.reaped()
 
 
 def test_a_process_killed_before_it_finished_is_reported_not_waited_for_forever(forks):
-    def work(part):
-        if part[0] == 1:
-            os.kill(os.getpid(), signal.SIGKILL)
-        return part
-
     with pytest.raises(ExportError, match="was stopped by signal 9 before it finished. Nothing was written; try again"):
-        in_parts(work, split(list(range(1, 31)), 3))
+        in_parts(failing_in_the_first_part(lambda: os.kill(os.getpid(), signal.SIGKILL)), split(list(range(1, 31)), 3))
     assert forks.reaped()
 
 
