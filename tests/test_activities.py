@@ -43,6 +43,22 @@ def test_a_scenario_saves_its_path_by_the_choices_text_and_a_new_page_shows_it_a
     assert again.story.value.count("You chose:") == 2
 
 
+def test_a_decision_shows_as_taken_only_once_the_controls_for_what_follows_are_in_place(course, monkeypatch):
+    """The page applies the widgets' changes in the order the kernel makes them. Were the story (which shows
+    the decision as taken) changed first, a page could for a moment still offer the step just decided, and a
+    quick learner (or a test under load) would press Decide on a button about to disappear."""
+    _, case = open_page("ana", monkeypatch)
+    changed: list[str] = []
+    case.story.observe(lambda _: changed.append("story"), "value")
+    case.picker.observe(lambda _: changed.append("choices"), "options")
+    case.current.layout.observe(lambda _: changed.append("step shown or hidden"), "display")
+    case.choose("Let the meeting run and talk to her afterwards")
+    assert changed == ["choices", "story"], "the next step's choices before the story"
+    changed.clear()
+    case.choose("What would help you be heard in our meetings?")
+    assert changed == ["step shown or hidden", "story"], "the last step hidden before the story says the case is over"
+
+
 def test_a_decision_that_is_not_among_the_steps_choices_records_nothing(course, monkeypatch):
     workbook, case = open_page("ana", monkeypatch)
     case.choose("Fire everyone")

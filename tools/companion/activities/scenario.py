@@ -126,9 +126,11 @@ class Scenario(Activity):
             self.picker.description = str(step.get("question") or "What do you do?")
         else:
             parts.append('<p class="companion-step-done" role="status"><strong>The case is over.</strong> Now the part that counts: what you would do.</p>')
-        self.story.value = "".join(parts)
+        # The controls first, the story last: the browser applies the changes in the order they are made, so
+        # by the time a decision shows as taken, the step just decided is no longer offered.
         self.current.layout.display = None if waiting is not None else "none"
         self.closing.layout.display = None if (waiting is None or self.ended) else "none"
+        self.story.value = "".join(parts)
 
     @staticmethod
     def _situation(step: Mapping) -> str:
