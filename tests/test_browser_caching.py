@@ -6,6 +6,8 @@ Chromium's own network log (DevTools protocol), which says which responses came 
 
 from __future__ import annotations
 
+import json
+import os
 import re
 
 import pytest
@@ -93,3 +95,103 @@ def test_an_old_or_made_up_static_version_is_not_served(served):
     with pytest.raises(HTTPError) as answer:
         urlopen(f"{served.url}/voila/static/v000000000000/voila.js", timeout=30)
     assert answer.value.code in (403, 404)
+
+
+def fetch(server: Server, path: str, **headers) -> tuple[int, dict, bytes]:
+    """One plain GET (``HEAD`` with ``method="HEAD"``): status, headers (lower-case names), body as sent."""
+    import http.client
+
+    method = headers.pop("method", "GET")
+    connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=60)
+    try:
+        connection.request(method, path, headers={name.replace("_", "-"): value for name, value in headers.items()})
+        answer = connection.getresponse()
+        return answer.status, {name.lower(): value for name, value in answer.getheaders()}, answer.read()
+    finally:
+        connection.close()
+
+
+def static_paths(server: Server) -> dict[str, str]:
+    """One path of each kind of static file the session page loads, read from the page itself."""
+    _, _, page = fetch(server, "/session/1")
+    html = page.decode("utf-8")
+    versioned = re.search(r"/voila/static/v[0-9a-f]{12}/", html).group(0)
+    federated = json.loads(re.search(r'id="jupyter-config-data"[^>]*>(.*?)</script>', html, re.S).group(1))["federated_extensions"]
+    extension = f"/voila/labextensions/{federated[0]['name']}/{federated[0]['load']}"
+    template = "/voila/" + re.search(r"templates/[^\"'\s]+?\.css\?v=[0-9a-f]+", html).group(0)
+    return {"versioned": versioned + "voila.js", "unversioned": "/voila/static/voila.js", "extension": extension, "template": template}
+
+
+def test_static_files_go_gzipped_from_a_copy_compressed_once_and_unzip_to_the_file_itself(served):
+    import gzip
+
+    for kind, path in static_paths(served).items():
+        status, plain_headers, plain = fetch(served, path)
+        assert status == 200 and "content-encoding" not in plain_headers, f"{kind} {path}: without gzip accepted, sent as is"
+        status, headers, body = fetch(served, path, Accept_Encoding="gzip, deflate")
+        assert status == 200 and headers.get("content-encoding") == "gzip", f"{kind} {path}: {headers}"
+        assert gzip.decompress(body) == plain, f"{kind} {path}: the gzipped body is not the file"
+        assert int(headers["content-length"]) == len(body)
+        assert [v.strip() for v in headers["vary"].split(",")].count("Accept-Encoding") == 1, headers["vary"]
+        assert headers["cache-control"] == plain_headers["cache-control"], f"{kind} {path}: same caching either way"
+        if len(plain) > 64 * 1024:  # compressed as it is sent, a file this size would carry a flush per 64 KB
+            assert body == gzip.compress(plain, 6, mtime=0), f"{kind} {path}: not the copy compressed once"
+        again = fetch(served, path, Accept_Encoding="gzip")[2]
+        assert again == body
+
+
+def test_a_gzipped_static_file_keeps_its_validator_range_and_head_answers(served):
+    import gzip
+
+    path = static_paths(served)["unversioned"]
+    _, plain_headers, plain = fetch(served, path)
+    status, headers, body = fetch(served, path, Accept_Encoding="gzip", If_None_Match=plain_headers["etag"])
+    assert status == 304 and body == b"", "a browser holding the file is told it has not changed"
+    status, headers, body = fetch(served, path, Accept_Encoding="gzip", Range="bytes=0-99")
+    if headers.get("content-encoding") == "gzip":  # tornado compresses the part it sends
+        body = gzip.decompress(body)
+    assert status == 206 and body == plain[:100], "a range is of the file as it is, not of its gzipped copy"
+    status, head_headers, body = fetch(served, path, Accept_Encoding="gzip", method="HEAD")
+    gzipped = fetch(served, path, Accept_Encoding="gzip")[2]
+    assert status == 200 and body == b"" and head_headers.get("content-encoding") == "gzip"
+    assert int(head_headers["content-length"]) == len(gzipped)
+    for missing in ("/voila/static/no-such-file.js", "/voila/static/../../../etc/passwd", "/voila/templates/companion/static/none.css"):
+        refused = fetch(served, missing, Accept_Encoding="gzip")
+        assert refused[0] in (403, 404) and refused[0] == fetch(served, missing)[0], f"{missing}: {refused[0]}"
+        assert b"root:" not in refused[2]
+
+
+def test_a_file_is_compressed_once_and_again_only_once_it_changes(tmp_path, monkeypatch):
+    import gzip
+
+    from companion import caching
+
+    monkeypatch.setattr(caching, "_GZIPPED", {})
+    script = tmp_path / "chunk.js"
+    script.write_text("let x = 1;\n" * 2000)
+    first = caching.gzipped(str(script))
+    assert gzip.decompress(first) == script.read_bytes()
+    assert caching.gzipped(str(script)) is first, "the kept copy, not compressed again"
+    script.write_text("let y = 2;\n" * 3000)
+    assert gzip.decompress(caching.gzipped(str(script))) == script.read_bytes(), "a changed file is compressed again"
+
+
+def test_what_would_not_shrink_or_is_too_large_is_not_kept_and_the_kept_copies_have_a_ceiling(tmp_path, monkeypatch):
+    from companion import caching
+
+    monkeypatch.setattr(caching, "_GZIPPED", {})
+    noise = tmp_path / "noise.js"
+    noise.write_bytes(os.urandom(50_000))
+    assert caching.gzipped(str(noise)) is None, "random bytes do not shrink: sent as they are"
+    large = tmp_path / "large.js"
+    large.write_text("a" * 5000)
+    monkeypatch.setattr(caching, "GZIPPED_LARGEST", 4000)
+    assert caching.gzipped(str(large)) is None
+    monkeypatch.setattr(caching, "GZIPPED_LARGEST", 16 * 2**20)
+    monkeypatch.setattr(caching, "GZIPPED_KEPT", 200)
+    small = [tmp_path / f"s{i}.js" for i in range(10)]
+    for i, path in enumerate(small):
+        path.write_text(f"var v{i} = '{i}';\n" * 300)
+        assert caching.gzipped(str(path)) is not None, "sent gzipped even when not kept"
+    kept = sum(len(body) for _, _, body in caching._GZIPPED.values())
+    assert 0 < kept <= 200 and len(caching._GZIPPED) < len(small)
