@@ -62,8 +62,9 @@ def versioned_page_config(version: str, base_url: str):
     return hook
 
 
-# The compressed static files kept, by absolute path: (modified time in ns, size, gzipped bytes).
-_GZIPPED: dict[str, tuple[int, int, bytes]] = {}
+# The compressed static files kept, by absolute path: (modified time in ns, size, gzipped bytes, or None
+# for a file that would not shrink).
+_GZIPPED: dict[str, tuple[int, int, bytes | None]] = {}
 # At most this many compressed bytes are kept (a session page's files come to about 1.4 MB); past it,
 # a file is compressed as it is sent, as before.
 GZIPPED_KEPT = 64 * 2**20
@@ -83,8 +84,8 @@ def gzipped(path: str) -> bytes | None:
     with open(path, "rb") as file:
         body = gzip.compress(file.read(), GZipContentEncoding.GZIP_LEVEL, mtime=0)
     if len(body) >= stat.st_size:
-        return None
-    if path in _GZIPPED or sum(len(k[2]) for k in _GZIPPED.values()) + len(body) <= GZIPPED_KEPT:
+        body = None  # sent as it is; kept as such, so that it is not compressed again to find that out
+    if path in _GZIPPED or sum(len(k[2] or b"") for k in _GZIPPED.values()) + len(body or b"") <= GZIPPED_KEPT:
         _GZIPPED[path] = (stat.st_mtime_ns, stat.st_size, body)
     return body
 
