@@ -152,6 +152,51 @@ def test_use_forking_selects_the_provisioner_and_a_kernel_runs_in_the_given_envi
     run_in_own_loop(run)
 
 
+def test_a_forked_kernel_starts_with_the_course_read_and_without_what_no_page_uses(tmp_path, monkeypatch):
+    """What the zygote does once for every kernel: the catalog is read, the debugger and the script magics are
+    not made, and the kernel's usual command line is taken as configuration without parsing it."""
+    from companion.server import kernel_ipython_dir, write_kernel_profile
+
+    root = make_course(tmp_path / "course")
+    settings = load_settings(root)
+    write_kernel_profile(settings)
+    # As `companion serve` starts it: the zygote inherits the course's folder from the server's environment.
+    monkeypatch.setenv("COMPANION_COURSE_DIR", str(root))
+    monkeypatch.setenv("COMPANION_HOME", str(settings.home))
+    monkeypatch.setenv("IPYTHONDIR", str(kernel_ipython_dir(settings)))
+    config = use_forking({})
+
+    async def run():
+        from jupyter_client.manager import AsyncKernelManager
+        from traitlets.config import Config, Configurable
+
+        manager = AsyncKernelManager(parent=Configurable(config=Config(config)))
+        await manager.start_kernel(env=dict(os.environ), cwd=str(root))
+        assert type(manager.provisioner).__name__ == "ForkingProvisioner"
+        client = manager.client()
+        client.start_channels()
+        try:
+            await client.wait_for_ready(timeout=120)
+            info = await client.kernel_info(reply=True)
+            assert "debugger" not in info["content"]["supported_features"]
+            out: list[str] = []
+            code = textwrap.dedent("""\
+                from companion.catalog import _read_cached
+                from ipykernel.kernelapp import IPKernelApp
+                app = IPKernelApp.instance()
+                print(_read_cached.cache_info().currsize, get_ipython().find_cell_magic("bash") is None,
+                      app.parent_handle, app.connection_file == {connection!r})
+            """).format(connection=manager.connection_file)
+            await client.execute_interactive(code, timeout=60, output_hook=lambda m: out.append(m["content"].get("text", "")))
+            # Every session's notebook read before this kernel ran a line of a page.
+            assert "".join(out).split() == [str(len(settings.sessions)), "True", "1", "True"]
+        finally:
+            client.stop_channels()
+            await manager.shutdown_kernel(now=True)
+
+    run_in_own_loop(run)
+
+
 def test_two_learners_pages_open_and_save_in_separate_forked_kernels(forking, chromium):
     store = forking.store()
     kernels = {}

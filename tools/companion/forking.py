@@ -40,6 +40,7 @@ from collections import OrderedDict
 from typing import Any
 
 from jupyter_client.provisioning.local_provisioner import LocalProvisioner
+from traitlets.config import Config
 from setproctitle import setproctitle
 
 PROVISIONER_NAME = "companion-fork"
@@ -59,6 +60,7 @@ PRELOAD = (
     "ipywidgets",
     "sqlalchemy",
     "sqlalchemy.orm",
+    "sqlalchemy.dialects.sqlite.pysqlite",  # imported by the first create_engine of a SQLite store, else in every kernel
     "voila.utils",
     "companion.activities",
     "companion.landing",
@@ -118,6 +120,8 @@ def zygote_main() -> None:
             __import__(name)
         except Exception as error:  # noqa: BLE001 - a missing optional module costs only its import later
             failed.append(f"{name}: {error}")
+    _read_course()
+    _without_debugger()
     gc.collect()
     gc.freeze()
     if threading.active_count() != 1:
@@ -189,6 +193,40 @@ def _reap(sock: socket.socket) -> None:
         _send(sock, {"exited": pid, "status": os.waitstatus_to_exitcode(status)})
 
 
+def _read_course() -> None:
+    """Read the course's notebooks once here, so every kernel forked finds its catalog read.
+
+    Each page's first cell loads the catalog, which parses the six session
+    notebooks (about 30 ms of a kernel's CPU); the reading is kept by notebook,
+    file and modification time (:func:`companion.catalog.load_catalog`), so a
+    kernel forked after a notebook changed reads that notebook again. A course
+    that cannot be read is left for each page to report, as without a zygote."""
+    if not os.environ.get("COMPANION_COURSE_DIR"):
+        return
+    try:
+        from companion.catalog import load_catalog
+        from companion.settings import load_settings
+
+        load_catalog(load_settings())
+    except Exception:  # noqa: BLE001 - the page says what is wrong with the course
+        pass
+
+
+def _without_debugger() -> None:
+    """Kernels forked from here start without ipykernel's debugger, which no page uses.
+
+    Making it lists the file of every module loaded (about 15 ms of each
+    kernel's start, some modules answering ``hasattr`` slowly); without it the
+    kernel's ``kernel_info`` lists no ``debugger`` among its supported features,
+    as a kernel without debugpy does."""
+    try:
+        import ipykernel.debugger
+
+        ipykernel.debugger._is_debugpy_available = False
+    except ImportError:
+        pass
+
+
 def _kernel_set_up() -> None:
     """What the preloaded modules do when first imported inside a kernel, done now that this process is one.
 
@@ -246,6 +284,12 @@ def _child(request: dict, sock: socket.socket, pipes: tuple[int, int], server_pi
         sys.argv = [ipykernel_launcher.__file__, *args]
         app = IPKernelApp.instance()  # what IPKernelApp.launch_instance does, with _kernel_set_up between
         app.init_connection_file = _unless_orphaned(app.init_connection_file, connection_file)
+        if request["args"] == ["-f", connection_file]:
+            # The usual command line, given as the configuration it means: parsing it builds an argument
+            # parser for every option of every class of IPython's (a tenth of the kernel's own start).
+            app.update_config(Config({"IPKernelApp": {"connection_file": connection_file, "parent_handle": 1}}))
+            app.parse_command_line = lambda argv=None: None
+            args = []
         app.initialize(args)
         _kernel_set_up()
         app.start()

@@ -150,6 +150,8 @@ KERNEL_PROFILE = """\
 # No command history: IPython would otherwise append every cell of every page opened to one
 # database file, which grows without end and which every kernel starting writes to.
 c.HistoryManager.enabled = False
+# No %%bash, %%perl, %%ruby... cell magics: no page runs one, and making them is a tenth of a kernel's start.
+c.ScriptMagics.script_magics = []
 """
 
 
