@@ -6,6 +6,7 @@ what to install, because a skipped browser test would hide a broken product.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 import signal
@@ -181,6 +182,30 @@ def open_session(page, url: str):
     page.goto(url, timeout=180_000)
     page.wait_for_selector(".companion-workbook", timeout=180_000)
     return page
+
+
+def run_in_own_loop(coroutine_function) -> None:
+    """``asyncio.run`` in a thread of its own (the browser tests' Playwright holds this thread's loop)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(1) as pool:
+        pool.submit(asyncio.run, coroutine_function()).result()
+
+
+@pytest.fixture
+def fresh_zygote(monkeypatch):
+    """For a test that starts kernels in its own event loop (:func:`run_in_own_loop`): a zygote of its own.
+
+    The server's handle on its zygote counts the zygote's deaths, to stop forking
+    after three in five minutes; a zygote whose test loop ended counts as one, as
+    a server's would when it stops, so each test starts from none."""
+    from companion.forking import Zygote
+
+    monkeypatch.setattr(Zygote, "_deaths", [])
+    monkeypatch.setattr(Zygote, "_current", None)
+    yield
+    if Zygote._current is not None:
+        Zygote._current.stop()
 
 
 def wait_until(condition, timeout: float = 60, what: str = "the condition"):

@@ -29,7 +29,7 @@ from companion.forking import PROVISIONER_NAME, use_forking
 from companion.identity import server_secret, sign
 from companion.settings import load_settings
 from companion.store.writer import counts
-from conftest import Server, make_course, open_session, wait_until
+from conftest import Server, make_course, open_session, run_in_own_loop, wait_until
 
 PAGE = "02-short.ipynb"
 PROMPT = "One thing you noticed this week."
@@ -87,20 +87,12 @@ def page_kernel(page) -> list[str]:
     return ids
 
 
-def run_in_own_loop(coroutine_function) -> None:
-    """``asyncio.run`` in a thread of its own (the browser tests' Playwright holds this thread's loop)."""
-    from concurrent.futures import ThreadPoolExecutor
-
-    with ThreadPoolExecutor(1) as pool:
-        pool.submit(asyncio.run, coroutine_function()).result()
-
-
 def saved_text(store, learner: str) -> str | None:
     saved = store.response(learner, "s2-note")
     return saved.value.get("text") if saved else None
 
 
-def test_use_forking_selects_the_provisioner_and_a_kernel_runs_in_the_given_environment(tmp_path):
+def test_use_forking_selects_the_provisioner_and_a_kernel_runs_in_the_given_environment(tmp_path, fresh_zygote):
     config = use_forking({"VoilaConfiguration": {"preheat_kernel": True}})
     assert config["KernelProvisionerFactory"]["default_provisioner_name"] == PROVISIONER_NAME
     assert config["VoilaConfiguration"] == {"preheat_kernel": True}, "the rest of the configuration is kept"
@@ -152,7 +144,7 @@ def test_use_forking_selects_the_provisioner_and_a_kernel_runs_in_the_given_envi
     run_in_own_loop(run)
 
 
-def test_a_forked_kernel_starts_with_the_course_read_and_without_what_no_page_uses(tmp_path, monkeypatch):
+def test_a_forked_kernel_starts_with_the_course_read_and_without_what_no_page_uses(tmp_path, monkeypatch, fresh_zygote):
     """What the zygote does once for every kernel: the catalog is read, the debugger and the script magics are
     not made, and the kernel's usual command line is taken as configuration without parsing it."""
     from companion.server import kernel_ipython_dir, write_kernel_profile
@@ -355,7 +347,7 @@ def connection_file(folder: Path, sockets: Path) -> Path:
     return path
 
 
-def test_a_forked_kernel_that_cannot_make_its_sockets_says_why(tmp_path, capfd):
+def test_a_forked_kernel_that_cannot_make_its_sockets_says_why(tmp_path, capfd, fresh_zygote):
     connection = connection_file(tmp_path, tmp_path / "no-such-folder")
 
     async def run():
