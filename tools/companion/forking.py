@@ -40,8 +40,8 @@ from collections import OrderedDict
 from typing import Any
 
 from jupyter_client.provisioning.local_provisioner import LocalProvisioner
-from traitlets.config import Config
 from setproctitle import setproctitle
+from traitlets.config import Config
 
 PROVISIONER_NAME = "companion-fork"
 # What the zygote imports before it forks: a kernel's own modules and the pages' (activities, store).

@@ -155,9 +155,9 @@ class CompanionKernelManager(AsyncMappingKernelManager):
         Jupyter's reads each message whole but its content, parsing every date in
         its headers: about a tenth of the server's own CPU per page opened, as a
         page's cells publish some hundreds of messages. The rule is Jupyter's: a
-        message counts as activity unless it, or the request it answers, is of an
-        untracked type (``untracked_message_types``) and the kernel is not busy;
-        a status message sets the execution state."""
+        message counts as activity unless both it and the request it answers are
+        of untracked types (``untracked_message_types``) and the kernel is not
+        busy; a status message sets the execution state."""
         super().start_watching_activity(kernel_id)
         kernel = self._kernels[kernel_id]
 
