@@ -314,16 +314,13 @@ def test_stopping_the_server_leaves_no_kernel_zygote_or_zombie(forking):
         assert fault not in output, output[output.index(fault) - 2000 :][:4000]
 
 
-def test_kernels_start_the_normal_way_when_the_zygote_keeps_dying(tmp_path, monkeypatch):
+def test_kernels_start_the_normal_way_when_the_zygote_keeps_dying(tmp_path, monkeypatch, fresh_zygote):
     from companion import forking as module
 
     async def run():
         from jupyter_client.manager import AsyncKernelManager
         from traitlets.config import Config, Configurable
 
-        if module.Zygote._current is not None:
-            module.Zygote._current.stop()
-        module.Zygote._current = None
         monkeypatch.setattr(module.Zygote, "_deaths", [time.monotonic()] * module.DEATHS_ALLOWED)
         manager = AsyncKernelManager(parent=Configurable(config=Config(use_forking({}))))
         await manager.start_kernel(env=dict(os.environ), cwd=str(tmp_path))
