@@ -46,6 +46,15 @@ NAVIGATION = """() => {
   const n = performance.getEntriesByType('navigation')[0];
   return {html: n.responseEnd, dom: n.domContentLoadedEventEnd, load: n.loadEventEnd, now: performance.now()};
 }"""
+# What a page that never became interactive shows, for the report: a load that fails
+# once in a few hundred is otherwise gone with its browser context.
+SHOWING = """() => {
+  const alert = document.querySelector('[role=alert]');
+  const text = alert ? ` Its alert: "${alert.innerText.trim().slice(0, 160)}".` : ' No alert.';
+  return `The page showed ${document.querySelectorAll('textarea').length} text boxes, `
+    + `${document.querySelectorAll('.jupyter-widgets').length} widget views, `
+    + `${document.querySelectorAll('.widget-error, .jupyter-widgets-error-widget').length} widget errors.` + text;
+}"""
 SHUTDOWN = """async (kernel) => {
   // Voila's render page sets no _xsrf cookie; tornado accepts any token that matches its cookie.
   let xsrf = (document.cookie.match(/_xsrf=([^;]+)/) || [])[1];
@@ -123,6 +132,11 @@ class Load:
             self.html, self.dom, self.load = (shift + timing[k] / 1000 for k in ("html", "dom", "load"))
         except Exception as error:  # a load that never became interactive is counted, not hidden
             self.error = f"{type(error).__name__}: {str(error).splitlines()[0][:200]}"
+            socket = f"its kernel websocket opened at {self.ws:.1f} s" if self.ws is not None else "no kernel websocket opened"
+            try:
+                self.error += f" ({socket}. {await page.evaluate(SHOWING)})"
+            except Exception:
+                self.error += f" ({socket}; the page could not be read)"
         return self
 
     async def close(self, shutdown_kernel: bool = True) -> None:
