@@ -220,7 +220,8 @@
   // Typing ---------------------------------------------------------------------------------------
   document.addEventListener("input", function (event) {
     var box = event.target;
-    if (!state.learner || !box || box.tagName !== "TEXTAREA") { return; }
+    // Typing can come before the first tick has found the learner: find them now, so nothing typed goes unkept.
+    if (!box || box.tagName !== "TEXTAREA" || (!state.learner && !identify())) { return; }
     var activity = marked(box, "companion-a-");
     var mark = marked(box, "companion-field-");
     if (!activity || !mark) { return; }
