@@ -1,5 +1,6 @@
 """A session page over the network: text is sent compressed, versioned static files are cached as
-immutable, and a second visit asks the server for nothing but the page itself (and its kernel).
+immutable, a second visit asks the server for nothing but the page itself (and its kernel), and
+Voila's front end comes in one file, not in 74 (companion.page_scripts).
 
 On a real ``companion serve`` with headless Chromium; what reached the server is read from
 Chromium's own network log (DevTools protocol), which says which responses came from its cache."""
@@ -60,11 +61,11 @@ def test_text_is_compressed_and_versioned_files_are_immutable(served, chromium):
         context.close()
     answered = [e for e in first if "headers" in e and e["status"] == 200 and not e.get("cached")]
     texts = [e for e in answered if TEXT.search(e["mime"]) and int(e["headers"].get("content-length", "2000")) > 1000]
-    assert len(texts) > 20, "the page, its scripts and its styles"
+    assert len(texts) >= 10, "the page, its scripts (Voila's in one file, the widget extensions' in several) and its styles"
     plain = [path_of(e, served) for e in texts if e["headers"].get("content-encoding") != "gzip"]
     assert plain == [], f"sent uncompressed: {plain}"
     static = [e for e in answered if "/voila/" in e["url"] and "/api/" not in e["url"]]
-    assert any("/voila/static/v" in e["url"] for e in static), "Voila's chunks load from the versioned path"
+    assert any("/page-scripts.js?v=" in e["url"] for e in static), "Voila's front end comes in one versioned file"
     # Gzipped as it goes out, a file is sent in chunks with no length; the copy compressed once has one.
     streamed = [path_of(e, served) for e in static if e["headers"].get("content-encoding") == "gzip" and "content-length" not in e["headers"]]
     assert streamed == [], f"compressed again for this visit: {streamed}"
@@ -114,15 +115,20 @@ def fetch(server: Server, path: str, **headers) -> tuple[int, dict, bytes]:
         connection.close()
 
 
+def page_config(html: str) -> dict:
+    return json.loads(re.search(r'id="jupyter-config-data"[^>]*>(.*?)</script>', html, re.S).group(1))
+
+
 def static_paths(server: Server) -> dict[str, str]:
     """One path of each kind of static file the session page loads, read from the page itself."""
     _, _, page = fetch(server, "/session/1")
     html = page.decode("utf-8")
-    versioned = re.search(r"/voila/static/v[0-9a-f]{12}/", html).group(0)
-    federated = json.loads(re.search(r'id="jupyter-config-data"[^>]*>(.*?)</script>', html, re.S).group(1))["federated_extensions"]
+    versioned = re.fullmatch(r".*(/voila/static/v[0-9a-f]{12})", page_config(html)["fullStaticUrl"]).group(1)
+    federated = page_config(html)["federated_extensions"]
     extension = f"/voila/labextensions/{federated[0]['name']}/{federated[0]['load']}"
     template = "/voila/" + re.search(r"templates/[^\"'\s]+?\.css\?v=[0-9a-f]+", html).group(0)
-    return {"versioned": versioned + "voila.js", "unversioned": "/voila/static/voila.js", "extension": extension, "template": template}
+    scripts = re.search(r"/voila/templates/[^\"'\s]+?/page-scripts\.js\?v=[0-9a-f]+", html).group(0)
+    return {"versioned": versioned + "/voila.js", "page scripts": scripts, "unversioned": "/voila/static/voila.js", "extension": extension, "template": template}
 
 
 def test_static_files_go_gzipped_from_a_copy_compressed_once_and_unzip_to_the_file_itself(served):
@@ -203,3 +209,63 @@ def test_what_would_not_shrink_or_is_too_large_is_not_kept_and_the_kept_copies_h
     kept = sum(len(body or b"") for _, _, body in caching._GZIPPED.values())
     kept_small = [path for path in small if str(path) in caching._GZIPPED]
     assert 0 < kept <= 200 and 0 < len(kept_small) < len(small)
+
+
+def test_voilas_front_end_comes_in_one_file_and_the_page_asks_for_none_of_its_chunks(served, chromium):
+    from companion import page_scripts
+
+    context = chromium.new_context()
+    page = context.new_page()
+    asked, errors = [], []
+    page.on("request", lambda request: asked.append(request.url.split("?")[0].rsplit("/", 1)[-1]))
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    try:
+        page.goto(f"{served.url}/session/1", timeout=180_000)
+        box = page.locator(".companion-activity textarea").first
+        box.fill("Typed once the front end had started")
+        page.wait_for_load_state("networkidle")
+    finally:
+        context.close()
+    chunks = [name for name in asked if re.fullmatch(r"\d+\.voila\.js", name)]
+    assert chunks == [], (
+        f"The page asked for {len(chunks)} of Voila's chunks that {page_scripts.NAME} does not hold: {chunks}. "
+        f"If Voila changed, write this to tools/companion/page_scripts.json:\n{recorded_again(chunks)}"
+    )
+    assert asked.count(page_scripts.NAME) == 1 and "voila.js" not in asked and "voila-style.js" not in asked, asked
+    assert errors == [], f"the page's scripts failed: {errors}"
+
+
+def recorded_again(asked: list[str]) -> str:
+    """``page_scripts.json`` for the installed Voila: what the file holds now and what the page asked for besides."""
+    import hashlib
+    from importlib.metadata import version
+
+    from companion import page_scripts
+
+    runtime = page_scripts.voila_static(page_scripts.RUNTIME).read_bytes()
+    record = json.loads(page_scripts.RECORD.read_text(encoding="utf-8"))
+    held = page_scripts.recorded_chunks(runtime)
+    record.update({"voila": version("voila"), "voila.js sha256": hashlib.sha256(runtime).hexdigest(), "chunks": held + [c for c in asked if c not in held]})
+    return json.dumps(record, indent=1)
+
+
+def test_the_one_file_is_voilas_style_the_recorded_chunks_and_its_runtime_last(tmp_path):
+    from companion.page_scripts import NAME, RECORD, RUNTIME, STYLE, voila_static, write_page_scripts
+
+    recorded = json.loads(RECORD.read_text(encoding="utf-8"))["chunks"]
+    assert write_page_scripts(tmp_path) == len(recorded) > 50, "the installed voila.js is the build recorded"
+    held = (tmp_path / "static" / NAME).read_bytes()
+    assert held.startswith(voila_static(STYLE).read_bytes()) and held.endswith(voila_static(RUNTIME).read_bytes() + b"\n")
+    where = [held.index(voila_static(chunk).read_bytes()) for chunk in recorded]
+    assert where == sorted(where), "each chunk once, in the order recorded"
+
+
+def test_with_another_build_of_voila_the_file_holds_no_chunks_and_pages_ask_for_them(tmp_path, monkeypatch):
+    from companion import page_scripts
+
+    record = tmp_path / "page_scripts.json"
+    record.write_text(json.dumps({"voila.js sha256": "0" * 64, "chunks": ["6573.voila.js"]}), encoding="utf-8")
+    monkeypatch.setattr(page_scripts, "RECORD", record)
+    assert page_scripts.write_page_scripts(tmp_path / "template") == 0
+    style, runtime = (page_scripts.voila_static(name).read_bytes() for name in (page_scripts.STYLE, page_scripts.RUNTIME))
+    assert (tmp_path / "template" / "static" / page_scripts.NAME).read_bytes() == style + b"\n;\n" + runtime + b"\n"

@@ -11,7 +11,8 @@ from downloading it more than once, over a slow link:
   from ``/voila/static/v<version>/``, where ``<version>`` changes whenever the
   installed Voila's files do (:func:`static_version`); the widget extensions'
   files carry a content hash in their names, and the template's files a
-  ``?v=<hash>``. All of these are sent ``Cache-Control: public,
+  ``?v=<hash>`` (Voila's front end among them, in one file: :mod:`companion.page_scripts`;
+  a chunk not in it still loads from the versioned path). All of these are sent ``Cache-Control: public,
   max-age=31536000, immutable``: a second visit asks the server for none of them.
 - **Everything else has a validator.** Unversioned static files are sent
   ``Cache-Control: no-cache`` with an ``ETag``, so a browser revalidates them

@@ -46,6 +46,8 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from .page_scripts import write_page_scripts
+
 TEMPLATE = "companion"
 # The template's own files (index.html.j2, conf.json, companion.js); companion.server uses them too.
 TEMPLATE_SOURCE = Path(__file__).parent / "templates" / TEMPLATE
@@ -82,6 +84,7 @@ def write_template(root: Path, course_dir: str | os.PathLike | None = None) -> P
     for source in TEMPLATE_SOURCE.iterdir():
         if source.is_file() and source.name != "theme.css":
             shutil.copyfile(source, folder / source.name)
+    write_page_scripts(folder)
     link = folder / "theme.css"
     if link.is_symlink() or link.exists():
         link.unlink()

@@ -32,12 +32,13 @@ from tornado import web
 
 from . import identity, paths
 from .admission import Admission, Refused
-from .caching import cached_handlers, static_version, versioned_page_config
+from .caching import cached_handlers, gzipped, static_version, versioned_page_config
 from .errors import SettingsError
 from .identity import HUB_SERVICE
 # The template "companion" (index.html.j2, conf.json, companion.js; course/theme.css joins them) and the
 # JupyterLab extensions a page loads, the same as in every learner's server under JupyterHub.
 from .jupyter_extension import PAGE_EXTENSIONS, TEMPLATE, TEMPLATE_SOURCE
+from .page_scripts import NAME as PAGE_SCRIPTS, write_page_scripts
 from .release import is_stale, release, site_dir
 from .rendering import share_compiled_templates
 from .settings import COURSE_FILE, Settings, load_settings
@@ -128,9 +129,18 @@ def write_template(settings: Settings) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     for source in TEMPLATE_SOURCE.iterdir():
         shutil.copyfile(source, folder / source.name)
+    write_page_scripts(folder)
     theme = settings.root / "course" / "theme.css"
     (folder / "theme.css").write_text(theme.read_text(encoding="utf-8") if theme.exists() else "", encoding="utf-8")
     return jupyter
+
+
+def compress_page_scripts() -> None:
+    """Gzip the pages' one script file (4 MB, :mod:`companion.page_scripts`) now, not while the first
+    learner to arrive waits for it (0.1 s), at the path Voila will find it (``JUPYTER_PATH`` set)."""
+    from voila.static_file_handler import TemplateStaticFileHandler
+
+    gzipped(TemplateStaticFileHandler.get_absolute_path("", f"{TEMPLATE}/static/{PAGE_SCRIPTS}"))
 
 
 def kernel_environment(settings: Settings, mode: str) -> dict[str, str]:
@@ -450,6 +460,7 @@ def serve(
     os.environ.update(kernel_environment(settings, mode))
     jupyter_path = [str(write_template(settings)), *filter(None, os.environ.get("JUPYTER_PATH", "").split(os.pathsep))]
     os.environ["JUPYTER_PATH"] = os.pathsep.join(jupyter_path)
+    compress_page_scripts()
     share_compiled_templates()
     saves = writer.start(settings.db_url)  # one process writes the kernels' saves, several in one transaction
     if saves is not None:
