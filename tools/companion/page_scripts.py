@@ -11,9 +11,10 @@ The companion's template sends all of it as one script,
 ``static/page-scripts.js``: ``voila-style.js``, the chunks every page loads, and
 ``voila.js`` last. A chunk file only registers its modules with the runtime, so
 the runtime finds them there and asks for none of them; a chunk a page needs
-that is not in the file is asked for as before. On session 1, ten loads each in
-headless Chromium, old and new alternately, time to interactive went from
-1.52 and 1.57 s to 1.29 and 1.29 s (median), the load event from 0.84-0.90 s to 0.63-0.64 s.
+that is not in the file is asked for as before. On session 1, two rounds of ten
+loads each in headless Chromium, old and new code alternately, time to
+interactive went from 1.67 and 1.48 s to 1.32 and 1.37 s (median), and the
+load event from 0.89 and 0.88 s to 0.66 and 0.68 s.
 
 Which chunks every page loads is recorded in ``page_scripts.json``, for one
 build of ``voila.js`` (its SHA-256): nine pages loaded the same 72. When the
