@@ -249,23 +249,25 @@ def recorded_again(asked: list[str]) -> str:
     return json.dumps(record, indent=1)
 
 
-def test_the_one_file_is_voilas_style_the_recorded_chunks_and_its_runtime_last(tmp_path):
+def test_the_one_file_is_voilas_style_the_recorded_chunks_and_its_runtime_last(tmp_path, caplog):
     from companion.page_scripts import NAME, RECORD, RUNTIME, STYLE, voila_static, write_page_scripts
 
     recorded = json.loads(RECORD.read_text(encoding="utf-8"))["chunks"]
     assert write_page_scripts(tmp_path) == len(recorded) > 50, "the installed voila.js is the build recorded"
+    assert caplog.text == "", "nothing to say when it is"
     held = (tmp_path / "static" / NAME).read_bytes()
     assert held.startswith(voila_static(STYLE).read_bytes()) and held.endswith(voila_static(RUNTIME).read_bytes() + b"\n")
     where = [held.index(voila_static(chunk).read_bytes()) for chunk in recorded]
     assert where == sorted(where), "each chunk once, in the order recorded"
 
 
-def test_with_another_build_of_voila_the_file_holds_no_chunks_and_pages_ask_for_them(tmp_path, monkeypatch):
+def test_with_another_build_of_voila_the_file_holds_no_chunks_and_the_server_says_so(tmp_path, monkeypatch, caplog):
     from companion import page_scripts
 
     record = tmp_path / "page_scripts.json"
     record.write_text(json.dumps({"voila.js sha256": "0" * 64, "chunks": ["6573.voila.js"]}), encoding="utf-8")
     monkeypatch.setattr(page_scripts, "RECORD", record)
     assert page_scripts.write_page_scripts(tmp_path / "template") == 0
+    assert "one by one" in caplog.text and str(record) in caplog.text and "tests/test_browser_caching.py" in caplog.text
     style, runtime = (page_scripts.voila_static(name).read_bytes() for name in (page_scripts.STYLE, page_scripts.RUNTIME))
     assert (tmp_path / "template" / "static" / page_scripts.NAME).read_bytes() == style + b"\n;\n" + runtime + b"\n"

@@ -19,7 +19,8 @@ load event from 0.89 and 0.88 s to 0.66 and 0.68 s.
 Which chunks every page loads is recorded in ``page_scripts.json``, for one
 build of ``voila.js`` (its SHA-256): nine pages loaded the same 72. When the
 installed ``voila.js`` is another build, the file holds ``voila-style.js`` and
-``voila.js`` only, and a page asks for the chunks one by one as before.
+``voila.js`` only, a page asks for the chunks one by one as before, and the
+server's log says so and what to do.
 ``tests/test_browser_caching.py`` fails when a page asks for any chunk, and its
 message is the record to write for the installed Voila.
 
@@ -34,6 +35,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 from pathlib import Path
 
@@ -42,6 +44,11 @@ RECORD = Path(__file__).with_name("page_scripts.json")
 # The file the template links, under the template's own static folder.
 NAME = "page-scripts.js"
 STYLE, RUNTIME = "voila-style.js", "voila.js"
+STALE = (
+    "Voila's scripts go to the pages one by one, not in one file: the installed voila.js ({sha}) is not "
+    "the build recorded in {record}. The pages work, a little slower. To send them in one file again, run "
+    "the companion's tests (python -m pytest tests/test_browser_caching.py): the one that fails gives the record to write."
+)
 
 
 def voila_static(name: str) -> Path:
@@ -68,6 +75,8 @@ def write_page_scripts(template: Path) -> int:
     the installed voila.js is not the build recorded in ``page_scripts.json``)."""
     runtime = voila_static(RUNTIME).read_bytes()
     chunks = recorded_chunks(runtime)
+    if not chunks:
+        logging.getLogger(__name__).warning(STALE.format(sha=hashlib.sha256(runtime).hexdigest()[:12], record=RECORD))
     parts = [voila_static(STYLE).read_bytes(), *(voila_static(chunk).read_bytes() for chunk in chunks), runtime]
     folder = template / "static"
     folder.mkdir(parents=True, exist_ok=True)
