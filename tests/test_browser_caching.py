@@ -1,6 +1,7 @@
 """A session page over the network: text is sent compressed, versioned static files are cached as
-immutable, a second visit asks the server for nothing but the page itself (and its kernel), and
-Voila's front end comes in one file, not in 74 (companion.page_scripts).
+immutable, a second visit asks the server for nothing but the page itself (and its kernel),
+Voila's front end comes in one file, not in 74 (companion.page_scripts), and a service worker
+keeps that file in the browser for later visits (templates/companion/worker.js).
 
 On a real ``companion serve`` with headless Chromium; what reached the server is read from
 Chromium's own network log (DevTools protocol), which says which responses came from its cache."""
@@ -38,7 +39,7 @@ def visit(context, url: str) -> list[dict]:
         headers = {name.lower(): value for name, value in response["headers"].items()}
         entry = seen.setdefault(event["requestId"], {})
         entry.update(status=response["status"], headers=headers, mime=response["mimeType"])
-        if response.get("fromDiskCache") or response.get("fromPrefetchCache"):
+        if response.get("fromDiskCache") or response.get("fromPrefetchCache") or response.get("fromServiceWorker"):
             entry["cached"] = True
 
     network.on("Network.responseReceived", answered)
@@ -271,3 +272,99 @@ def test_with_another_build_of_voila_the_file_holds_no_chunks_and_the_server_say
     assert "one by one" in caplog.text and str(record) in caplog.text and "tests/test_browser_caching.py" in caplog.text
     style, runtime = (page_scripts.voila_static(name).read_bytes() for name in (page_scripts.STYLE, page_scripts.RUNTIME))
     assert (tmp_path / "template" / "static" / page_scripts.NAME).read_bytes() == style + b"\n;\n" + runtime + b"\n"
+
+
+# The service worker (templates/companion/worker.js) ----------------------------------------------
+
+ACTIVE_WORKER = """async () => {
+    const registration = await navigator.serviceWorker.getRegistration();
+    return !!(registration && registration.active && registration.active.state === "activated"
+              && !registration.installing && !registration.waiting);
+}"""
+KEPT = "async () => Promise.all((await caches.keys()).map(async n => [n, (await (await caches.open(n)).keys()).map(r => r.url)]))"
+
+
+def poll(page, predicate: str, arg=None, timeout: float = 60) -> None:
+    """Evaluate the async ``predicate`` in ``page`` until it is true (``wait_for_function`` takes its promise for true)."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while not page.evaluate(predicate, arg):
+        assert time.monotonic() < deadline, f"still false after {timeout} s: {predicate}"
+        page.wait_for_timeout(250)
+
+
+def open_session(context, url: str) -> tuple:
+    """A new tab on ``url`` with its activities live: (page, page-scripts.js's response, page errors, every response)."""
+    page = context.new_page()
+    responses, errors = [], []
+    page.on("response", lambda response: responses.append(response))
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.goto(url, timeout=180_000)
+    box = page.locator(".companion-activity textarea").first
+    box.fill("Typed on this visit")
+    (scripts,) = [r for r in responses if "/page-scripts.js?v=" in r.url]
+    return page, scripts, errors, responses
+
+
+def test_a_later_visit_runs_voilas_front_end_from_the_service_workers_cache_and_nothing_else(served, chromium):
+    context = chromium.new_context()
+    try:
+        page, scripts, errors, _ = open_session(context, f"{served.url}/session/1")
+        assert not scripts.from_service_worker and errors == []
+        # Asked for a few seconds after the page's widgets are drawn, so that it never delays them.
+        poll(page, ACTIVE_WORKER)
+        registration = page.evaluate("async () => { const r = await navigator.serviceWorker.getRegistration(); return [r.scope, r.active.scriptURL] }")
+        assert registration[0] == f"{served.url}/" and registration[1].startswith(f"{served.url}/companion-worker.js?scripts=")
+        ((name, kept),) = page.evaluate(KEPT)
+        assert kept == [scripts.url], "the worker keeps the one file, at its versioned address"
+        page.close()
+
+        page, again, errors, responses = open_session(context, f"{served.url}/session/2")
+        assert again.url == scripts.url and again.from_service_worker and again.status == 200
+        others = [r.url for r in responses if r.from_service_worker and r is not again]
+        assert others == [], f"the worker answered more than the page's scripts: {others}"
+        assert errors == [], f"the page's scripts failed: {errors}"
+        assert page.evaluate("() => !!navigator.serviceWorker.controller")
+
+        # Should the browser drop the kept copy, the file comes from the server again and the page works.
+        page.evaluate(f"async () => caches.delete({json.dumps(name)})")
+        page.close()
+        page, dropped, errors, _ = open_session(context, f"{served.url}/session/1")
+        assert not dropped.from_service_worker and dropped.status == 200 and errors == []
+    finally:
+        context.close()
+
+
+def test_a_new_version_of_the_file_gets_a_new_worker_that_keeps_only_it(served, chromium):
+    context = chromium.new_context()
+    try:
+        page, scripts, _, _ = open_session(context, f"{served.url}/session/1")
+        poll(page, ACTIVE_WORKER)
+        # As a page served after an upgrade asks: the same file at a new version.
+        upgraded = re.sub(r"v=[0-9a-f]+", "v=0123456789ab", scripts.url)
+        page.evaluate(
+            """async (scripts) => { await navigator.serviceWorker.register("/companion-worker.js?scripts=" + encodeURIComponent(scripts), {scope: "/"}); }""",
+            upgraded,
+        )
+        poll(
+            page,
+            "async (scripts) => { const r = await navigator.serviceWorker.getRegistration();"
+            " return !!(r && r.active && r.active.scriptURL.endsWith(encodeURIComponent(scripts)) && r.active.state === 'activated'); }",
+            upgraded,
+        )
+        poll(page, "async () => (await caches.keys()).length === 1")
+        assert [kept for _, kept in page.evaluate(KEPT)] == [[upgraded]]
+    finally:
+        context.close()
+
+
+def test_the_service_worker_is_plain_javascript_that_anyone_may_fetch_and_is_always_revalidated(served):
+    from companion.caching import WORKER
+
+    status, headers, body = fetch(served, "/companion-worker.js")
+    assert status == 200 and headers["content-type"].startswith("text/javascript")
+    assert headers["cache-control"] == "no-cache"
+    assert body == WORKER.read_bytes()
+    # No fetch handler: every request but the page's scripts reaches the server without the worker.
+    assert b'addEventListener("fetch"' not in body and b"onfetch" not in body

@@ -344,6 +344,10 @@ def test_a_plain_jupyter_server_shows_pages_in_the_companion_template(tmp_path, 
         assert "cdn.jsdelivr.net/npm/@fortawesome" not in page, "the template's notebook_css block"
         assert "The neutral theme of the Voila template" in page
         assert federated_extensions(page) == set(PAGE_EXTENSIONS), "only the widget manager's JupyterLab extensions"
+        # The service worker that keeps the page's scripts in the browser, at the top of the server's URL.
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/companion-worker.js", timeout=30) as response:
+            assert response.headers["Content-Type"].startswith("text/javascript")
+            assert b'source: "cache"' in response.read()
         # nbgitpuller pulls the course: the next page has the course's theme, without a restart.
         (course / "course").mkdir(parents=True)
         (course / "course" / "theme.css").write_text("/* the course's own theme: 7d3f */\n")

@@ -12,7 +12,10 @@ fetches the widget state from the kernel and renders it.
 Over an emulated network (Chromium's own emulation, through a CDP session on
 each tab: ``Network.emulateNetworkConditions``), a first visit is a fresh
 browser context, and the second visit a new tab in that same context, so that
-the HTTP cache holds what the first visit was allowed to keep.
+the HTTP cache (and a service worker's cache) holds what the first visit was
+allowed to keep. The first tab stays open until the whole machine is at rest,
+and the second visit starts once the server is idle again, as when the learner
+reads the page, leaves and comes back later.
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ from common import (
     kernel_memory,
     link_query,
     log,
+    quiet_machine,
     summary,
     tree_cpu,
     wait_idle,
@@ -102,7 +106,8 @@ class Load:
 
             def served(event):
                 self.requests += 1
-                if event.get("response", {}).get("fromDiskCache") or event.get("response", {}).get("fromMemoryCache"):
+                response = event.get("response", {})
+                if response.get("fromDiskCache") or response.get("fromMemoryCache") or response.get("fromServiceWorker"):
                     self.from_cache += 1
 
             cdp.on("Network.loadingFinished", finished)
@@ -219,6 +224,10 @@ async def _visits(servers: dict, loads: int, warmup: int, network: dict) -> dict
                 # Each visit finds the server idle (its pool refilled): the learner comes back later, not at once.
                 await asyncio.to_thread(wait_idle, server.process.pid)
                 visit = await Load(browser, url, context=context, network=network).run()
+                # The learner reads the page before leaving: the tab stays open until the whole machine
+                # is at rest (the browser done with what the page started after it was interactive, such
+                # as the companion's service worker keeping and compiling Voila's scripts).
+                await asyncio.to_thread(quiet_machine)
                 await visit.close()  # the tab is closed (and its kernel shut down), the context kept
                 await asyncio.to_thread(wait_idle, server.process.pid)
                 again = await Load(browser, url, context=context, network=network).run()

@@ -14,7 +14,8 @@ in the environment, which enables this server extension. (An editable install,
   and puts that folder first on ``JUPYTER_PATH``, where Voila's extension looks
   for templates when it loads;
 - makes "companion" Voila's template, and loads only the widget manager's
-  JupyterLab extensions on its pages, unless the server's configuration says otherwise.
+  JupyterLab extensions on its pages, unless the server's configuration says otherwise;
+- serves the service worker that keeps the pages' scripts in the browser (``companion-worker.js``).
 
 All extensions are linked before any is loaded, so this works whatever the
 order of the extensions' names.
@@ -111,4 +112,7 @@ def _link_jupyter_server_extension(server_app) -> None:
 
 
 def _load_jupyter_server_extension(server_app) -> None:
-    """Nothing more to do once loaded: the link step has set everything up."""
+    """Once loaded: the route of the service worker that keeps the pages' scripts compiled (:mod:`companion.caching`)."""
+    from .caching import worker_handler
+
+    server_app.web_app.add_handlers(".*$", [worker_handler(server_app.base_url)])

@@ -13,6 +13,8 @@
    - The browser asks before leaving a page with unconfirmed text.
    - <time class="companion-local"> elements are shown in the learner's own time zone.
    - The loading screen says "Opening your workbook..." instead of Voila's cell counter.
+   - Once the page is drawn, it asks for the service worker (worker.js) that keeps Voila's front end
+     in this browser for the next visit.
    Everything a learner wrote is put on the page with textContent, never as HTML. */
 (function () {
   "use strict";
@@ -28,7 +30,7 @@
   var PAUSED = "This page was paused because it was left open without activity, to keep the server free for others. Everything you wrote is kept. Resume to carry on where you left off.";
 
   // lost: the server or the page's kernel is gone; offered: the banner offers a reload (the page cannot save).
-  var state = { learner: null, session: null, lost: false, offered: false, orphaned: false, paused: false, leaving: false, reloading: false, polling: null, kernel: null };
+  var state = { learner: null, session: null, lost: false, offered: false, orphaned: false, paused: false, leaving: false, reloading: false, polling: null, kernel: null, keeping: false };
   var pending = {};  // storage key -> {text, at, base, typed: [fingerprint of each text since base, while connected]}
 
   // Loading screen ------------------------------------------------------------------------------
@@ -38,6 +40,18 @@
     if (text) { text.textContent = opening; }
   };
   window.voila_process();
+
+  // Voila's front end kept compiled in this browser for the next visit (worker.js) ------------------
+  // Asked for once the page's widgets are drawn, when the page is next idle, so that the worker's work
+  // (it keeps and compiles 4 MB of scripts) does not hold up the page's own start.
+  function keepScripts() {
+    var script = document.querySelector('script[src*="page-scripts.js?v="]');
+    var config = document.getElementById("jupyter-config-data");
+    if (!script || !config || !("serviceWorker" in navigator)) { return; }
+    var base = JSON.parse(config.textContent).baseUrl || "/";
+    navigator.serviceWorker.register(base + "companion-worker.js?scripts=" + encodeURIComponent(script.src), { scope: base })
+      .catch(function () { /* not allowed here (a private window, some frames): the page works the same */ });
+  }
 
   // Fingerprints, as companion.activities.fingerprint computes them --------------------------------
   function fingerprint(text) {
@@ -379,6 +393,10 @@
 
   // Start -----------------------------------------------------------------------------------------
   function tick() {
+    if (!state.keeping && document.querySelector(".jupyter-widgets")) {
+      state.keeping = true;
+      (window.requestIdleCallback || setTimeout)(keepScripts);
+    }
     if (!state.learner && !identify()) { return; }
     if (kept.length) { restore(); }
     check();
