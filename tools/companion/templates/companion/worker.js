@@ -10,7 +10,8 @@
    drops the old one; a file missing from the cache comes from the server. */
 "use strict";
 var SCRIPTS = new URL(new URL(self.location.href).searchParams.get("scripts") || "", self.location.href);
-var CACHE = "companion-page-scripts:" + SCRIPTS.search;
+var PREFIX = "companion-page-scripts:";  // other caches on this origin (JupyterLab's, another app's) are not ours
+var CACHE = PREFIX + SCRIPTS.search;
 
 self.addEventListener("install", function (event) {
   if (!event.addRoutes || SCRIPTS.origin !== self.location.origin || !SCRIPTS.search) { return; }
@@ -20,6 +21,7 @@ self.addEventListener("install", function (event) {
 
 self.addEventListener("activate", function (event) {
   event.waitUntil(caches.keys().then(function (names) {
-    return Promise.all(names.filter(function (name) { return name !== CACHE; }).map(function (name) { return caches.delete(name); }));
+    var old = names.filter(function (name) { return name.indexOf(PREFIX) === 0 && name !== CACHE; });
+    return Promise.all(old.map(function (name) { return caches.delete(name); }));
   }));
 });
