@@ -312,7 +312,7 @@ def test_a_later_visit_runs_voilas_front_end_from_the_service_workers_cache_and_
     try:
         page, scripts, errors, _ = open_session(context, f"{served.url}/session/1")
         assert not scripts.from_service_worker and errors == []
-        # Asked for a few seconds after the page's widgets are drawn, so that it never delays them.
+        # Asked for once the page's widgets are drawn, when the page is next idle, so that it never delays them.
         poll(page, ACTIVE_WORKER)
         registration = page.evaluate("async () => { const r = await navigator.serviceWorker.getRegistration(); return [r.scope, r.active.scriptURL] }")
         assert registration[0] == f"{served.url}/" and registration[1].startswith(f"{served.url}/companion-worker.js?scripts=")
