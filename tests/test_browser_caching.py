@@ -43,11 +43,18 @@ def visit(context, url: str) -> list[dict]:
             entry["cached"] = True
 
     network.on("Network.responseReceived", answered)
+    network.on("Network.webSocketCreated", lambda e: seen.setdefault(e["requestId"], {}).update(url=e["url"]))
+
+    def upgraded(event):
+        headers = {name.lower(): value for name, value in event["response"]["headers"].items()}
+        seen.setdefault(event["requestId"], {}).update(status=event["response"]["status"], headers=headers)
+
+    network.on("Network.webSocketHandshakeResponseReceived", upgraded)
     page.goto(url, timeout=180_000)
     page.wait_for_selector(".companion-workbook", timeout=180_000)
     page.wait_for_load_state("networkidle")
     page.close()
-    return [entry for entry in seen.values() if entry.get("url", "").startswith("http")]
+    return [entry for entry in seen.values() if entry.get("url", "").startswith(("http", "ws"))]
 
 
 def path_of(entry: dict, server: Server) -> str:
@@ -77,6 +84,9 @@ def test_text_is_compressed_and_versioned_files_are_immutable(served, chromium):
             assert "immutable" in cache and "max-age=31536000" in cache, f"{path_of(entry, served)}: {cache!r}"
         else:
             assert "no-cache" in cache and entry["headers"].get("etag"), f"{path_of(entry, served)} needs a validator"
+    # The kernel's messages too: the widgets' states come in one message of tens of KB.
+    (socket,) = [e for e in first if e["url"].startswith("ws") and "/api/kernels/" in e["url"]]
+    assert socket["status"] == 101 and "permessage-deflate" in socket["headers"].get("sec-websocket-extensions", ""), socket
 
 
 def test_a_second_visit_downloads_nothing_but_the_page(served, chromium):

@@ -302,6 +302,27 @@ def federated_extensions(page: str) -> set[str]:
     return {extension["name"] for extension in listed}
 
 
+def kernel_websocket_extensions(port: int, token: str) -> str:
+    """Start a kernel on the server at ``port``, open its websocket offering compression; the extensions agreed."""
+    import asyncio
+
+    from tornado.httpclient import HTTPRequest
+    from tornado.websocket import websocket_connect
+
+    request = urllib.request.Request(f"http://127.0.0.1:{port}/api/kernels", data=b"{}", method="POST",
+                                     headers={"Authorization": f"token {token}", "Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=120) as response:
+        kernel = json.load(response)["id"]
+
+    async def agreed() -> str:
+        url = f"ws://127.0.0.1:{port}/api/kernels/{kernel}/channels"
+        socket = await websocket_connect(HTTPRequest(url, headers={"Authorization": f"token {token}"}), compression_options={})
+        socket.close()
+        return socket.headers.get("Sec-WebSocket-Extensions", "")
+
+    return asyncio.run(agreed())
+
+
 @pytest.mark.parametrize("enabled_by", ["installed configuration", "hub's spawner arguments"])
 def test_a_plain_jupyter_server_shows_pages_in_the_companion_template(tmp_path, monkeypatch, enabled_by):
     """A learner's server: `jupyter server` with Voila, no JUPYTER_PATH, the course pulled after it started."""
@@ -348,6 +369,8 @@ def test_a_plain_jupyter_server_shows_pages_in_the_companion_template(tmp_path, 
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/companion-worker.js", timeout=30) as response:
             assert response.headers["Content-Type"].startswith("text/javascript")
             assert b'source: "cache"' in response.read()
+        # A kernel's websocket sends its messages compressed (a page's widget states are tens of KB of JSON).
+        assert "permessage-deflate" in kernel_websocket_extensions(port, token)
         # nbgitpuller pulls the course: the next page has the course's theme, without a restart.
         (course / "course").mkdir(parents=True)
         (course / "course" / "theme.css").write_text("/* the course's own theme: 7d3f */\n")

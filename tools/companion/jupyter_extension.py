@@ -15,7 +15,8 @@ in the environment, which enables this server extension. (An editable install,
   for templates when it loads;
 - makes "companion" Voila's template, and loads only the widget manager's
   JupyterLab extensions on its pages, unless the server's configuration says otherwise;
-- serves the service worker that keeps the pages' scripts in the browser (``companion-worker.js``).
+- serves the service worker that keeps the pages' scripts in the browser (``companion-worker.js``);
+- compresses the messages on kernel websockets, unless the server's configuration says otherwise.
 
 All extensions are linked before any is loaded, so this works whatever the
 order of the extensions' names.
@@ -112,7 +113,10 @@ def _link_jupyter_server_extension(server_app) -> None:
 
 
 def _load_jupyter_server_extension(server_app) -> None:
-    """Once loaded: the route of the service worker that keeps the pages' scripts compiled (:mod:`companion.caching`)."""
-    from .caching import worker_handler
+    """Once loaded: the route of the service worker that keeps the pages' scripts compiled, and compressed
+    kernel websockets unless the server's configuration says otherwise (:mod:`companion.caching`)."""
+    from .caching import WEBSOCKET_COMPRESSION, worker_handler
 
     server_app.web_app.add_handlers(".*$", [worker_handler(server_app.base_url)])
+    if "websocket_compression_options" not in server_app.config.ServerApp:
+        server_app.web_app.settings.update(WEBSOCKET_COMPRESSION)

@@ -32,7 +32,7 @@ from tornado import web
 
 from . import identity, paths
 from .admission import Admission, Refused
-from .caching import cached_handlers, gzipped, static_version, versioned_page_config
+from .caching import WEBSOCKET_COMPRESSION, cached_handlers, gzipped, static_version, versioned_page_config
 from .errors import SettingsError
 from .identity import HUB_SERVICE
 # The template "companion" (index.html.j2, conf.json, companion.js; course/theme.css joins them) and the
@@ -397,6 +397,7 @@ def _voila_class(settings: Settings | None = None, extra: Callable[[str], list] 
             # HTML, JavaScript, CSS and JSON go compressed to browsers that accept gzip. Tornado reads this
             # when the application is made, so it cannot go in tornado_settings, which Voila applies after.
             settings["compress_response"] = True
+            settings.update(WEBSOCKET_COMPRESSION)
             return settings
 
         def stop(self):
