@@ -323,6 +323,25 @@ def kernel_websocket_extensions(port: int, token: str) -> str:
     return asyncio.run(agreed())
 
 
+@pytest.mark.parametrize("configured, expected", [
+    ({}, {}),  # not set: compressed
+    ({"websocket_compression_options": None}, None),  # the administrator turned it off
+    ({"websocket_compression_options": {"compression_level": 1}}, {"compression_level": 1}),
+])
+def test_the_extension_compresses_kernel_websockets_unless_the_server_is_configured_otherwise(tmp_path, monkeypatch, configured, expected):
+    from jupyter_server.serverapp import ServerApp
+    from traitlets.config import Config
+
+    from companion.jupyter_extension import _load_jupyter_server_extension
+
+    monkeypatch.setenv("JUPYTER_RUNTIME_DIR", str(tmp_path / "runtime"))
+    monkeypatch.setenv("JUPYTER_CONFIG_DIR", str(tmp_path / "config"))
+    server = ServerApp(config=Config({"ServerApp": configured}), root_dir=str(tmp_path))
+    server.initialize(argv=[], find_extensions=False, new_httpserver=False)
+    _load_jupyter_server_extension(server)
+    assert server.web_app.settings["websocket_compression_options"] == expected
+
+
 @pytest.mark.parametrize("enabled_by", ["installed configuration", "hub's spawner arguments"])
 def test_a_plain_jupyter_server_shows_pages_in_the_companion_template(tmp_path, monkeypatch, enabled_by):
     """A learner's server: `jupyter server` with Voila, no JUPYTER_PATH, the course pulled after it started."""

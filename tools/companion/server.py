@@ -394,8 +394,9 @@ def _voila_class(settings: Settings | None = None, extra: Callable[[str], list] 
             self._static_version = static_version(self.static_paths)
             self.voila_configuration.page_config_hook = versioned_page_config(self._static_version, self.base_url)
             settings = super().init_settings()
-            # HTML, JavaScript, CSS and JSON go compressed to browsers that accept gzip. Tornado reads this
-            # when the application is made, so it cannot go in tornado_settings, which Voila applies after.
+            # HTML, JavaScript, CSS and JSON go compressed to browsers that accept gzip, and the kernel
+            # websockets' messages to those that offer permessage-deflate. Tornado reads this when the
+            # application is made, so it cannot go in tornado_settings, which Voila applies after.
             settings["compress_response"] = True
             settings.update(WEBSOCKET_COMPRESSION)
             return settings
