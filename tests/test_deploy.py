@@ -13,6 +13,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tomllib
@@ -305,6 +306,7 @@ def federated_extensions(page: str) -> set[str]:
 def kernel_websocket_extensions(port: int, token: str) -> str:
     """Start a kernel on the server at ``port``, open its websocket offering compression; the extensions agreed."""
     import asyncio
+    from concurrent.futures import ThreadPoolExecutor
 
     from tornado.httpclient import HTTPRequest
     from tornado.websocket import websocket_connect
@@ -320,7 +322,9 @@ def kernel_websocket_extensions(port: int, token: str) -> str:
         socket.close()
         return socket.headers.get("Sec-WebSocket-Extensions", "")
 
-    return asyncio.run(agreed())
+    # In a thread of its own: the browser tests' Playwright keeps an event loop running in this one.
+    with ThreadPoolExecutor(1) as thread:
+        return thread.submit(asyncio.run, agreed()).result()
 
 
 @pytest.mark.parametrize("configured, expected", [
@@ -330,15 +334,19 @@ def kernel_websocket_extensions(port: int, token: str) -> str:
 ])
 def test_the_extension_compresses_kernel_websockets_unless_the_server_is_configured_otherwise(tmp_path, monkeypatch, configured, expected):
     from jupyter_server.serverapp import ServerApp
-    from traitlets.config import Config
 
     from companion.jupyter_extension import _load_jupyter_server_extension
 
     monkeypatch.setenv("JUPYTER_RUNTIME_DIR", str(tmp_path / "runtime"))
     monkeypatch.setenv("JUPYTER_CONFIG_DIR", str(tmp_path / "config"))
-    server = ServerApp(config=Config({"ServerApp": configured}), root_dir=str(tmp_path))
-    server.initialize(argv=[], find_extensions=False, new_httpserver=False)
-    _load_jupyter_server_extension(server)
+    kept = {number: signal.getsignal(number) for number in (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1)}
+    try:
+        server = ServerApp(config=Config({"ServerApp": configured}), root_dir=str(tmp_path))
+        server.initialize(argv=[], find_extensions=False, new_httpserver=False)
+        _load_jupyter_server_extension(server)
+    finally:
+        for number, handler in kept.items():  # initializing a server set its own: this test process keeps its own
+            signal.signal(number, handler)
     assert server.web_app.settings["websocket_compression_options"] == expected
 
 
