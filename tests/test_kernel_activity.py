@@ -67,9 +67,24 @@ def test_the_kernels_state_and_last_activity_follow_what_it_publishes(tmp_path, 
                 await asyncio.sleep(0.05)
             raise AssertionError(f"kernel state stayed {kernel.execution_state!r}, not {state!r}")
 
+        async def watched() -> None:
+            """Until the server's watch on the kernel has seen a status, ask the kernel for its information.
+
+            ZeroMQ joins a subscriber when its connection is made, which may be a
+            retry after the test's own client has joined: the replies to
+            ``wait_for_ready`` can pass the watch by (Jupyter's websocket nudges a
+            kernel the same way)."""
+            for _ in range(100):
+                if kernel.execution_state != "starting":
+                    return
+                await client.kernel_info(reply=True)
+                await asyncio.sleep(0.1)
+            raise AssertionError("the server's watch saw no status from the kernel in 100 requests")
+
         try:
             await client.wait_for_ready(timeout=120)
-            await settled("idle")  # "starting" until a status arrives
+            await watched()  # "starting" until a status arrives
+            await settled("idle")
 
             # A request for information only is not activity: the last activity stays where it was.
             await asyncio.sleep(0.3)
