@@ -15,7 +15,7 @@ from urllib.request import urlopen
 
 import psutil
 import pytest
-from conftest import Server, make_course, open_session, wait_until
+from conftest import Server, make_course, open_session, run_in_own_loop, wait_until
 
 from companion.admission import Admission, Admitted, Refused, RequestRate
 from companion.errors import SettingsError
@@ -312,6 +312,46 @@ def test_a_closed_pages_kernel_stops_within_the_configured_time(link_server):
     wait_until(lambda: f"Kernel shutdown: {used}" in server.output(), timeout=60, what="the closed page's kernel to stop")
     assert time.monotonic() - began < 10 + 2 + 8, "idle for closed_page_seconds, then the next cull"
     wait_until(lambda: kernels(server) == pool, timeout=90, what="only the refilled pool to be left")
+
+
+def test_a_learner_coming_back_is_not_kept_waiting_while_their_closed_pages_kernel_stops(tmp_path, monkeypatch, caplog):
+    """The page handler starts stopping a returning learner's closed pages and makes the page at once."""
+    import asyncio
+    import logging
+
+    from jupyter_client.provisioning.factory import KernelProvisionerFactory
+
+    from companion import kernels as kernels_module
+    from companion.kernels import CompanionKernelManager
+
+    monkeypatch.setattr(kernels_module, "LOADING_SECONDS", 0)  # closed as soon as no page is connected
+    KernelProvisionerFactory.clear_instance()
+
+    async def run():
+        manager = CompanionKernelManager(root_dir=str(tmp_path))
+        manager.log = logging.getLogger("companion.test.kernels")
+        anas, bens = await manager.start_kernel(), await manager.start_kernel()
+        manager.record_owner(anas, "ana")
+        manager.record_owner(bens, "ben")
+        try:
+            await asyncio.sleep(0.05)
+            assert manager.stop_closed_pages("ana") is None, "nothing to wait for"
+            assert anas in manager, "still stopping: the page was not kept waiting for it"
+            assert manager.pages_of("ana") == 0
+            manager.stop_closed_pages("ana")  # ana's next request, close behind: stopped once
+            for _ in range(300):
+                if anas not in manager:
+                    break
+                await asyncio.sleep(0.1)
+            assert anas not in manager, "ana's closed page's kernel stops"
+            assert bens in manager, "ben's is not ana's"
+        finally:
+            await manager.shutdown_kernel(bens, now=True)
+
+    with caplog.at_level(logging.WARNING, logger="companion.test.kernels"):
+        run_in_own_loop(run)
+    KernelProvisionerFactory.clear_instance()
+    assert not caplog.records, [r.getMessage() for r in caplog.records]
 
 
 def test_a_page_left_open_is_paused_and_resumes_with_its_text(link_server, page):

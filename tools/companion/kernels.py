@@ -35,6 +35,7 @@ import hmac
 import time
 from collections import OrderedDict
 from datetime import timedelta
+from functools import partial
 
 from jupyter_client.session import Session
 from jupyter_server._tz import utcnow
@@ -71,6 +72,7 @@ class CompanionKernelManager(AsyncMappingKernelManager):
         self._pool_targets: dict[str, int] = {}  # notebook -> its configured pool size, while a refill waits
         self._making = 0  # pages being made right now
         self._last_page = 0.0  # when a page was last taken or made (monotonic)
+        self._stopping: set[asyncio.Future] = set()  # closed pages' kernels being stopped (kept from the collector)
 
     # Owners -----------------------------------------------------------------
 
@@ -97,12 +99,24 @@ class CompanionKernelManager(AsyncMappingKernelManager):
         """Kernels serving someone's page (the preheated ones waiting in a pool are not counted)."""
         return sum(1 for kernel_id in self._owners if kernel_id in self._kernels)
 
-    async def stop_closed_pages(self, username: str) -> None:
-        """Stop the kernels of ``username``'s closed pages now, rather than at the next cull: a learner who
-        reloads a page does not hold two kernels for minutes."""
+    def stop_closed_pages(self, username: str) -> None:
+        """Start stopping the kernels of ``username``'s closed pages now, rather than at the next cull: a
+        learner who reloads a page does not hold two kernels for minutes.
+
+        The page being opened does not wait for them: a kernel takes a few tenths of
+        a second to stop, which a learner coming back to a session used to wait
+        before the server began to make their page."""
         for kernel_id, (owner, since) in list(self._owners.items()):
             if owner == username and kernel_id in self._kernels and self._closed(kernel_id, since):
-                await ensure_async(self.shutdown_kernel(kernel_id))
+                del self._owners[kernel_id]  # not stopped twice by two requests close together
+                stopping = asyncio.ensure_future(ensure_async(self.shutdown_kernel(kernel_id)))
+                self._stopping.add(stopping)
+                stopping.add_done_callback(partial(self._stopped, kernel_id))
+
+    def _stopped(self, kernel_id: str, stopping: asyncio.Future) -> None:
+        self._stopping.discard(stopping)
+        if not stopping.cancelled() and stopping.exception() is not None:
+            self.log.warning("Could not stop the kernel %s of a closed page (%s); the culler will stop it.", kernel_id, stopping.exception())
 
     # Refills ----------------------------------------------------------------
 

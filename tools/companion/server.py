@@ -327,7 +327,7 @@ def _page_handler():
             self._username = answer.username
             manager = self.settings["kernel_manager"]
             if answer.username and hasattr(manager, "stop_closed_pages"):
-                await manager.stop_closed_pages(answer.username)
+                manager.stop_closed_pages(answer.username)  # in the background: the page does not wait
             counts = hasattr(manager, "page_making")  # pages being made put off the pools' refills
             if counts:
                 manager.page_making()
