@@ -328,7 +328,7 @@ def test_a_learner_coming_back_is_not_kept_waiting_while_their_closed_pages_kern
     KernelProvisionerFactory.clear_instance()
 
     async def run():
-        manager = CompanionKernelManager(root_dir=str(tmp_path))
+        manager = CompanionKernelManager(root_dir=str(tmp_path), connection_dir=str(tmp_path))
         manager.log = logging.getLogger("companion.test.kernels")
         anas, bens = await manager.start_kernel(), await manager.start_kernel()
         manager.record_owner(anas, "ana")
