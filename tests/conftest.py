@@ -184,12 +184,23 @@ def open_session(page, url: str):
     return page
 
 
-def run_in_own_loop(coroutine_function) -> None:
-    """``asyncio.run`` in a thread of its own (the browser tests' Playwright holds this thread's loop)."""
+def run_in_own_loop(coroutine_function):
+    """``asyncio.run(coroutine_function())`` in a thread of its own (the browser tests' Playwright holds
+    this thread's loop); its result."""
     from concurrent.futures import ThreadPoolExecutor
 
     with ThreadPoolExecutor(1) as pool:
-        pool.submit(asyncio.run, coroutine_function()).result()
+        return pool.submit(asyncio.run, coroutine_function()).result()
+
+
+@pytest.fixture
+def own_provisioner_factory():
+    """Jupyter keeps one provisioner factory per process, set up by the first kernel started: this test's is its own."""
+    from jupyter_client.provisioning.factory import KernelProvisionerFactory
+
+    KernelProvisionerFactory.clear_instance()
+    yield
+    KernelProvisionerFactory.clear_instance()
 
 
 @pytest.fixture

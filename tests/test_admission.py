@@ -186,8 +186,6 @@ def test_a_bad_session_pool_says_what_to_write(tmp_path, count, said):
 
 def test_the_kernel_that_replaces_a_taken_one_is_not_given_the_learners_link():
     """Voila starts the replacement with the taking request's URL in its environment; it will serve someone else."""
-    import asyncio
-
     from companion.server import _OwnerRecorder
 
     class Pools:
@@ -208,8 +206,7 @@ def test_the_kernel_that_replaces_a_taken_one_is_not_given_the_learners_link():
     url = "https://course.example.org/session/1?learner=ana.1900000000.c2lnbmF0dXJl"
     taking = _OwnerRecorder(pools, "ana").get_rendered_notebook(
         notebook_name="01-every-activity.ipynb", extra_kernel_env_variables={"VOILA_REQUEST_URL": url})
-    with ThreadPoolExecutor(1) as apart:  # its own event loop, whatever runs in this thread (Playwright's)
-        taken = apart.submit(asyncio.run, taking).result()
+    taken = run_in_own_loop(lambda: taking)
     assert taken == ("task", [], "kernel-1") and pools.owners == {"kernel-1": "ana"}
     assert pools.asked == [("taking", "01-every-activity.ipynb"), ("01-every-activity.ipynb", {})]
 
@@ -314,18 +311,15 @@ def test_a_closed_pages_kernel_stops_within_the_configured_time(link_server):
     wait_until(lambda: kernels(server) == pool, timeout=90, what="only the refilled pool to be left")
 
 
-def test_a_learner_coming_back_is_not_kept_waiting_while_their_closed_pages_kernel_stops(tmp_path, monkeypatch, caplog):
+def test_a_learner_coming_back_is_not_kept_waiting_while_their_closed_pages_kernel_stops(tmp_path, monkeypatch, caplog, own_provisioner_factory):
     """The page handler starts stopping a returning learner's closed pages and makes the page at once."""
     import asyncio
     import logging
-
-    from jupyter_client.provisioning.factory import KernelProvisionerFactory
 
     from companion import kernels as kernels_module
     from companion.kernels import CompanionKernelManager
 
     monkeypatch.setattr(kernels_module, "LOADING_SECONDS", 0)  # closed as soon as no page is connected
-    KernelProvisionerFactory.clear_instance()
 
     async def run():
         manager = CompanionKernelManager(root_dir=str(tmp_path), connection_dir=str(tmp_path))
@@ -350,7 +344,6 @@ def test_a_learner_coming_back_is_not_kept_waiting_while_their_closed_pages_kern
 
     with caplog.at_level(logging.WARNING, logger="companion.test.kernels"):
         run_in_own_loop(run)
-    KernelProvisionerFactory.clear_instance()
     assert not caplog.records, [r.getMessage() for r in caplog.records]
 
 

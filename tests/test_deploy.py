@@ -27,7 +27,7 @@ import yaml
 from traitlets.config import Config
 
 from companion.server import PAGE_EXTENSIONS
-from conftest import REPO, free_port, stop_process_group, wait_for_server
+from conftest import REPO, free_port, run_in_own_loop, stop_process_group, wait_for_server
 
 DEPLOY = REPO / "deploy"
 DB_URL = "postgresql+psycopg2://companion:pw-4f1c9e@db.internal/companion"
@@ -305,9 +305,6 @@ def federated_extensions(page: str) -> set[str]:
 
 def kernel_websocket_extensions(port: int, token: str) -> str:
     """Start a kernel on the server at ``port``, open its websocket offering compression; the extensions agreed."""
-    import asyncio
-    from concurrent.futures import ThreadPoolExecutor
-
     from tornado.httpclient import HTTPRequest
     from tornado.websocket import websocket_connect
 
@@ -322,9 +319,7 @@ def kernel_websocket_extensions(port: int, token: str) -> str:
         socket.close()
         return socket.headers.get("Sec-WebSocket-Extensions", "")
 
-    # In a thread of its own: the browser tests' Playwright keeps an event loop running in this one.
-    with ThreadPoolExecutor(1) as thread:
-        return thread.submit(asyncio.run, agreed()).result()
+    return run_in_own_loop(agreed)
 
 
 @pytest.mark.parametrize("configured, expected", [

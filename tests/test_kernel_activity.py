@@ -11,22 +11,12 @@ from __future__ import annotations
 import asyncio
 import time
 
-import pytest
-from jupyter_client.provisioning.factory import KernelProvisionerFactory
 from jupyter_client.session import Session
 from traitlets.config import Config
 
 from companion.forking import use_forking
 from companion.kernels import CompanionKernelManager, activity_of
 from conftest import run_in_own_loop
-
-
-@pytest.fixture
-def own_provisioner_factory():
-    """Jupyter keeps one provisioner factory per process, set up by the first kernel started: this test's is its own."""
-    KernelProvisionerFactory.clear_instance()
-    yield
-    KernelProvisionerFactory.clear_instance()
 
 
 def frames(session: Session, msg_type: str, content: dict, parent: dict | None = None) -> list[bytes]:

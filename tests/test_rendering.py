@@ -3,10 +3,9 @@ markdown is rendered once per text, as Voila renders it."""
 
 from __future__ import annotations
 
-import asyncio
 import base64
-from concurrent.futures import ThreadPoolExecutor
 
+from conftest import run_in_own_loop
 from voila import notebook_renderer
 from voila.exporter import VoilaExporter
 
@@ -16,8 +15,7 @@ from companion.rendering import MARKDOWN, SHARED, share_compiled_templates
 def rendered(exporter_class, folder, name: str) -> tuple[str, object]:
     """The template rendered by a new exporter (a new Jinja environment, as Voila makes for each page), and the template."""
     template = exporter_class(template_paths=[str(folder)]).environment.get_template(name)
-    with ThreadPoolExecutor(1) as apart:  # Voila's environments render asynchronously, on a loop of their own here
-        text = apart.submit(asyncio.run, template.render_async(greeting="Welcome")).result()
+    text = run_in_own_loop(lambda: template.render_async(greeting="Welcome"))  # Voila's environments render asynchronously
     return text, template
 
 

@@ -10,14 +10,13 @@ import shutil
 import sqlite3
 import subprocess
 import tempfile
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 
 from companion.errors import StoreError, StoreUnavailable
 from companion.store import database, open_store
-from conftest import _postgres_bin, free_port, held
+from conftest import _postgres_bin, free_port, held, run_in_own_loop
 
 SQL_WORDS = ("SELECT", "INSERT", "UPDATE", "BEGIN", "sqlite", "postgresql", "psycopg", "OperationalError", "127.0.0.1")
 
@@ -237,8 +236,7 @@ def test_a_page_retries_a_save_until_the_store_takes_it_and_saves_the_latest_tex
         await asyncio.sleep(1.0)  # no second timer left to save an older text
         return store, tries
 
-    with ThreadPoolExecutor(1) as thread:  # a loop of its own, as a kernel has (a browser test may hold this thread's)
-        store, tries = thread.submit(asyncio.run, learner_types_through_an_outage()).result()
+    store, tries = run_in_own_loop(learner_types_through_an_outage)  # a loop of its own, as a kernel has
     assert store.response("ana", "s1-why").value == {"text": "first, then more"}
     assert [event.value for event in store.events("ana") if event.activity_id == "s1-why"] == [{"text": "first, then more"}]
     assert tries[-1] == {"text": "first, then more"} and {"text": "first"} not in tries[tries.index({"text": "first, then more"}):]
