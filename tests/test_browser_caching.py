@@ -1,7 +1,7 @@
 """A session page over the network: text is sent compressed, versioned static files are cached as
-immutable, a second visit asks the server for nothing but the page itself (and its kernel),
-Voila's front end comes in one file, not in 74 (companion.page_scripts), and a service worker
-keeps that file in the browser for later visits (templates/companion/worker.js).
+immutable, a second visit asks the server for nothing but the page itself (and its kernel), the
+page's front end is the companion's own, one script and one stylesheet (companion.page_scripts),
+and a service worker keeps that script in the browser for later visits (templates/companion/worker.js).
 
 On a real ``companion serve`` with headless Chromium; what reached the server is read from
 Chromium's own network log (DevTools protocol), which says which responses came from its cache."""
@@ -69,11 +69,14 @@ def test_text_is_compressed_and_versioned_files_are_immutable(served, chromium):
         context.close()
     answered = [e for e in first if "headers" in e and e["status"] == 200 and not e.get("cached")]
     texts = [e for e in answered if TEXT.search(e["mime"]) and int(e["headers"].get("content-length", "2000")) > 1000]
-    assert len(texts) >= 10, "the page, its scripts (Voila's in one file, the widget extensions' in several) and its styles"
+    names = sorted(path_of(e, served).split("?")[0].rsplit("/", 1)[-1] for e in texts)
+    assert names == sorted(["1", "index.css", "page-scripts.css", "page-scripts.js", "theme-light.css"]), (
+        "the page, its front end (one script, one stylesheet) and Voila's two stylesheets"
+    )
     plain = [path_of(e, served) for e in texts if e["headers"].get("content-encoding") != "gzip"]
     assert plain == [], f"sent uncompressed: {plain}"
     static = [e for e in answered if "/voila/" in e["url"] and "/api/" not in e["url"]]
-    assert any("/page-scripts.js?v=" in e["url"] for e in static), "Voila's front end comes in one versioned file"
+    assert any("/page-scripts.js?v=" in e["url"] for e in static), "the front end comes in one versioned file"
     # Gzipped as it goes out, a file is sent in chunks with no length; the copy compressed once has one.
     streamed = [path_of(e, served) for e in static if e["headers"].get("content-encoding") == "gzip" and "content-length" not in e["headers"]]
     assert streamed == [], f"compressed again for this visit: {streamed}"
@@ -222,7 +225,7 @@ def test_what_would_not_shrink_or_is_too_large_is_not_kept_and_the_kept_copies_h
     assert 0 < kept <= 200 and 0 < len(kept_small) < len(small)
 
 
-def test_voilas_front_end_comes_in_one_file_and_the_page_asks_for_none_of_its_chunks(served, chromium):
+def test_the_page_runs_the_companions_front_end_alone_one_script_and_one_stylesheet(served, chromium):
     from companion import page_scripts
 
     context = chromium.new_context()
@@ -237,51 +240,19 @@ def test_voilas_front_end_comes_in_one_file_and_the_page_asks_for_none_of_its_ch
         page.wait_for_load_state("networkidle")
     finally:
         context.close()
-    chunks = [name for name in asked if re.fullmatch(r"\d+\.voila\.js", name)]
-    assert chunks == [], (
-        f"The page asked for {len(chunks)} of Voila's chunks that {page_scripts.NAME} does not hold: {chunks}. "
-        f"If Voila changed, write this to tools/companion/page_scripts.json:\n{recorded_again(chunks)}"
-    )
-    assert asked.count(page_scripts.NAME) == 1 and "voila.js" not in asked and "voila-style.js" not in asked, asked
+    voilas = [name for name in asked if re.fullmatch(r"(\d+\.)?voila(-style)?\.js|remoteEntry\..*\.js", name)]
+    assert voilas == [], f"the page asked for Voila's own front end: {voilas}"
+    assert asked.count(page_scripts.NAME) == 1 and asked.count(page_scripts.STYLESHEET) == 1, asked
     assert errors == [], f"the page's scripts failed: {errors}"
 
 
-def recorded_again(asked: list[str]) -> str:
-    """``page_scripts.json`` for the installed Voila: what the file holds now and what the page asked for besides."""
-    import hashlib
-    from importlib.metadata import version
+def test_the_front_end_goes_whole_into_the_templates_static_folder(tmp_path):
+    from companion.page_scripts import BUILT, NAME, STYLESHEET, write_page_scripts
 
-    from companion import page_scripts
-
-    runtime = page_scripts.voila_static(page_scripts.RUNTIME).read_bytes()
-    record = json.loads(page_scripts.RECORD.read_text(encoding="utf-8"))
-    held = page_scripts.recorded_chunks(runtime)
-    record.update({"voila": version("voila"), "voila.js sha256": hashlib.sha256(runtime).hexdigest(), "chunks": held + [c for c in asked if c not in held]})
-    return json.dumps(record, indent=1)
-
-
-def test_the_one_file_is_voilas_style_the_recorded_chunks_and_its_runtime_last(tmp_path, caplog):
-    from companion.page_scripts import NAME, RECORD, RUNTIME, STYLE, voila_static, write_page_scripts
-
-    recorded = json.loads(RECORD.read_text(encoding="utf-8"))["chunks"]
-    assert write_page_scripts(tmp_path) == len(recorded) > 50, "the installed voila.js is the build recorded"
-    assert caplog.text == "", "nothing to say when it is"
-    held = (tmp_path / "static" / NAME).read_bytes()
-    assert held.startswith(voila_static(STYLE).read_bytes()) and held.endswith(voila_static(RUNTIME).read_bytes() + b"\n")
-    where = [held.index(voila_static(chunk).read_bytes()) for chunk in recorded]
-    assert where == sorted(where), "each chunk once, in the order recorded"
-
-
-def test_with_another_build_of_voila_the_file_holds_no_chunks_and_the_server_says_so(tmp_path, monkeypatch, caplog):
-    from companion import page_scripts
-
-    record = tmp_path / "page_scripts.json"
-    record.write_text(json.dumps({"voila.js sha256": "0" * 64, "chunks": ["6573.voila.js"]}), encoding="utf-8")
-    monkeypatch.setattr(page_scripts, "RECORD", record)
-    assert page_scripts.write_page_scripts(tmp_path / "template") == 0
-    assert "one by one" in caplog.text and str(record) in caplog.text and "tests/test_browser_caching.py" in caplog.text
-    style, runtime = (page_scripts.voila_static(name).read_bytes() for name in (page_scripts.STYLE, page_scripts.RUNTIME))
-    assert (tmp_path / "template" / "static" / page_scripts.NAME).read_bytes() == style + b"\n;\n" + runtime + b"\n"
+    assert write_page_scripts(tmp_path) == [NAME, STYLESHEET]
+    for name in (NAME, STYLESHEET):
+        assert (tmp_path / "static" / name).read_bytes() == (BUILT / name).read_bytes()
+    assert sorted(path.name for path in (tmp_path / "static").iterdir()) == sorted([NAME, STYLESHEET]), "no partial file left"
 
 
 # The service worker (templates/companion/worker.js) ----------------------------------------------

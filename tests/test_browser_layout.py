@@ -8,7 +8,7 @@ browser:
   hides or clips its overflow, no prompt (``.widget-label``) runs under the
   control it names, and no control runs past its card;
 - the page is never wider than the screen: no sideways scroll in the window or in
-  any part of the page (Voila scrolls the cells inside ``#rendered_cells``);
+  any part of the page;
 - prose and inputs are at least 16 px, and text boxes use the page's proportional font.
 
 A full-page screenshot of every page at both widths is saved in the folder
@@ -187,7 +187,7 @@ def open_page(page, server: Server, name: str) -> None:
 
 
 def screenshot(page, path: Path) -> None:
-    """The whole page: Voila scrolls its cells inside #rendered_cells, so the window is made as tall as they are."""
+    """The whole page, the window made as tall as it (and as #rendered_cells, should that ever scroll inside it)."""
     viewport = page.viewport_size
     height = page.evaluate(
         "() => { const cells = document.querySelector('#rendered_cells');"

@@ -73,6 +73,22 @@ def test_text_the_server_confirmed_is_not_kept_in_the_browser_whatever_its_chara
     assert page.locator(BANNER).is_hidden() or page.locator(BANNER).count() == 0
 
 
+def test_a_page_whose_kernel_is_gone_before_it_connects_says_so_and_offers_a_reload(server, page):
+    # The kernel the page names has stopped (a server restarted, a culled kernel) by the time the
+    # page's front end asks for it: the server answers 404.
+    page.route(re.compile(r".*/api/kernels/[0-9a-f-]{36}(\?.*)?$"), lambda route: route.fulfill(status=404, body='{"message": "Kernel does not exist"}'))
+    page.goto(server.page(PAGE), timeout=180_000)
+    page.locator(BANNER).wait_for(state="visible", timeout=30_000)
+    assert "Not connected: this page lost its link to your workbook" in page.inner_text(BANNER)
+    assert page.get_by_role("button", name="Reload the page").is_visible()
+    assert page.locator("#rendered_cells").is_visible(), "the page's text is still there to read"
+    page.unroute(re.compile(r".*/api/kernels/[0-9a-f-]{36}(\?.*)?$"))
+    page.get_by_role("button", name="Reload the page").click()
+    page.wait_for_selector(".companion-workbook", timeout=180_000)
+    assert page.get_by_label(PROMPT).is_editable()
+    assert page.locator(BANNER).count() == 0 or page.locator(BANNER).is_hidden()
+
+
 def test_a_killed_kernel_shows_the_banner_and_the_text_typed_after_it_is_saved_after_a_reload(server, page):
     sockets: list[str] = []
     page.on("websocket", lambda ws: sockets.append(ws.url))

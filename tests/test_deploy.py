@@ -258,7 +258,7 @@ def test_the_wheel_installs_the_server_configuration_and_only_the_package(tmp_pa
     source.mkdir()
     for name in ("pyproject.toml", "README.md"):
         shutil.copy2(REPO / name, source / name)
-    shutil.copytree(REPO / "tools", source / "tools", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+    shutil.copytree(REPO / "tools", source / "tools", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info", "node_modules"))
     built = subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet", "--wheel-dir", str(tmp_path / "dist"), str(source)],
         capture_output=True, text=True, timeout=600,
@@ -270,7 +270,7 @@ def test_the_wheel_installs_the_server_configuration_and_only_the_package(tmp_pa
     assert len(config) == 1, "the wheel puts the server configuration in <prefix>/etc/jupyter"
     assert json.loads(zipfile.ZipFile(wheel).read(config[0])) == json.loads(CONFIG_JSON.read_text())
     assert "companion/jupyter_extension.py" in names and "companion/templates/companion/index.html.j2" in names
-    assert "companion/page_scripts.json" in names, "the record of the chunks every page loads"
+    assert "companion/frontend/page-scripts.js" in names and "companion/frontend/page-scripts.css" in names, "the page's front end"
     assert {n.split("/")[0] for n in names if ".dist-info/" not in n and ".data/" not in n} == {"companion"}
 
 
@@ -280,7 +280,7 @@ def test_the_template_folder_links_the_courses_theme_and_falls_back_to_a_neutral
     root = write_template(tmp_path / "jupyter", course_dir=tmp_path / "course")
     folder = root / "voila" / "templates" / "companion"
     assert sorted(p.name for p in folder.iterdir()) == sorted([*(p.name for p in TEMPLATE_SOURCE.iterdir()), "theme.css", "static"])
-    assert (folder / "static" / "page-scripts.js").stat().st_size > 1_000_000, "Voila's front end in one file (companion.page_scripts)"
+    assert sorted(p.name for p in (folder / "static").iterdir()) == ["page-scripts.css", "page-scripts.js"], "the front end (companion.page_scripts)"
     assert (folder / "theme.css").is_symlink() and os.readlink(folder / "theme.css") == str(tmp_path / "course" / "course" / "theme.css")
     assert (root / "nbconvert" / "templates" / "companion" / "theme.css").read_text() == NEUTRAL_THEME
     # Without a course, no link: the neutral theme is the only one.

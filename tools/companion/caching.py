@@ -13,14 +13,14 @@ from downloading it more than once, over a slow link:
   from ``/voila/static/v<version>/``, where ``<version>`` changes whenever the
   installed Voila's files do (:func:`static_version`); the widget extensions'
   files carry a content hash in their names, and the template's files a
-  ``?v=<hash>`` (Voila's front end among them, in one file: :mod:`companion.page_scripts`;
-  a chunk not in it still loads from the versioned path). All of these are sent ``Cache-Control: public,
+  ``?v=<hash>`` (the companion's front end among them, one script and one stylesheet:
+  :mod:`companion.page_scripts`). All of these are sent ``Cache-Control: public,
   max-age=31536000, immutable``: a second visit asks the server for none of them.
 - **Everything else has a validator.** Unversioned static files are sent
   ``Cache-Control: no-cache`` with an ``ETag``, so a browser revalidates them
   (a 304 with no body) and never runs a stale copy after an upgrade.
 
-- **Later visits run Voila's front end from the browser.** A service worker
+- **Later visits run the page's front end from the browser.** A service worker
   (``templates/companion/worker.js``, served at ``<base_url>companion-worker.js``
   by :func:`worker_handler`) keeps ``page-scripts.js`` in the browser's Cache
   Storage. Chromium keeps a script that a worker stored as it installed together

@@ -136,7 +136,7 @@ def write_template(settings: Settings) -> Path:
 
 
 def compress_page_scripts() -> None:
-    """Gzip the pages' one script file (4 MB, :mod:`companion.page_scripts`) now, not while the first
+    """Gzip the pages' one script file (1.4 MB, :mod:`companion.page_scripts`) now, not while the first
     learner to arrive waits for it (0.1 s), at the path Voila will find it (``JUPYTER_PATH`` set)."""
     from voila.static_file_handler import TemplateStaticFileHandler
 

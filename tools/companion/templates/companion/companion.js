@@ -13,8 +13,8 @@
    - The browser asks before leaving a page with unconfirmed text.
    - <time class="companion-local"> elements are shown in the learner's own time zone.
    - The loading screen says "Opening your workbook..." instead of Voila's cell counter.
-   - Once the page is drawn, it asks for the service worker (worker.js) that keeps Voila's front end
-     in this browser for the next visit.
+   - Once the page is drawn, it asks for the service worker (worker.js) that keeps the page's front
+     end (static/page-scripts.js, companion.page_scripts) in this browser for the next visit.
    Everything a learner wrote is put on the page with textContent, never as HTML. */
 (function () {
   "use strict";
@@ -41,9 +41,9 @@
   };
   window.voila_process();
 
-  // Voila's front end kept compiled in this browser for the next visit (worker.js) ------------------
+  // The page's front end kept compiled in this browser for the next visit (worker.js) ---------------
   // Asked for once the page's widgets are drawn, when the page is next idle, so that the worker's work
-  // (it keeps and compiles 4 MB of scripts) does not hold up the page's own start.
+  // (it keeps and compiles 1.4 MB of script) does not hold up the page's own start.
   function keepScripts() {
     var script = document.querySelector('script[src*="page-scripts.js?v="]');
     var config = document.getElementById("jupyter-config-data");
@@ -216,6 +216,8 @@
       }
     });
   }
+  // The page's front end (tools/frontend) found no kernel to connect to: the page cannot work, so say so.
+  window.addEventListener("companion:no-kernel", orphaned);
   var NativeSocket = window.WebSocket;
   var CHANNELS = /^ws(s?:\/\/.*\/)api\/kernels\/([0-9a-f-]+)\/channels/;
   function CompanionSocket(url, protocols) {

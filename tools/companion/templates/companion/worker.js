@@ -1,4 +1,4 @@
-/* The companion's service worker: Voila's front end (static/page-scripts.js, 4.2 MB) kept in this
+/* The companion's service worker: the page's front end (static/page-scripts.js, 1.4 MB) kept in this
    browser's Cache Storage, so a later visit runs it from there. Chromium compiles a script that a
    service worker stores while it installs, and keeps the compiled code with it; from the HTTP cache,
    a script is compiled again on the second visit and only kept compiled from the third.
