@@ -89,6 +89,32 @@ def test_a_page_whose_kernel_is_gone_before_it_connects_says_so_and_offers_a_rel
     assert page.locator(BANNER).count() == 0 or page.locator(BANNER).is_hidden()
 
 
+def test_the_widgets_are_drawn_once_their_states_are_all_in_however_late(server, page):
+    # A view asked for while the widgets' states are on their way looks for its model for 2 s
+    # (ipywidgets' ManagerBase.get_model); on a busy machine it gave up just as they arrived and
+    # showed "Error displaying widget: model not found" for good (a burst of 20 learners: 13 of
+    # 20 pages). The front end now draws the outputs only once the states are in.
+    link = {"holding": True, "held": [], "socket": None}
+
+    def route(socket):
+        kernel = socket.connect_to_server()
+        socket.on_message(kernel.send)
+        kernel.on_message(lambda message: link["held"].append(message) if link["holding"] else socket.send(message))
+        link["socket"] = socket
+
+    page.route_web_socket(re.compile(r".*/channels.*"), route)
+    page.goto(server.page(PAGE), timeout=180_000)
+    wait_until(through(page, lambda: len(link["held"]) > 0), timeout=60, what="the kernel's first answers, held back")
+    page.wait_for_timeout(3_000)  # longer than a view looks for its model
+    assert page.locator(".jp-OutputArea-output").count() == 0, "nothing is drawn while the states are on their way"
+    link["holding"] = False
+    for message in link["held"]:
+        link["socket"].send(message)
+    wait_until(through(page, lambda: page.get_by_label(PROMPT).count() == 1), timeout=60, what="the widgets, drawn")
+    assert page.get_by_label(PROMPT).is_editable()
+    assert "Error displaying widget" not in page.inner_text("#rendered_cells")
+
+
 def test_a_killed_kernel_shows_the_banner_and_the_text_typed_after_it_is_saved_after_a_reload(server, page):
     sockets: list[str] = []
     page.on("websocket", lambda ws: sockets.append(ws.url))

@@ -58,8 +58,7 @@ function widgetManager(kernel, rendermime) {
   return manager;
 }
 
-// Each cell output in place of its script; a widget view waits, inside WidgetRenderer, for the
-// kernel's widget states.
+// Each cell output in place of its script, once the kernel's widget states are all in (see start).
 function drawOutputs(rendermime) {
   document.querySelectorAll(CELL_OUTPUT).forEach((script) => {
     const output = JSON.parse(script.textContent);
@@ -109,6 +108,12 @@ async function start() {
     -10
   );
   stopKernelOnLeaving(baseUrl, kernel);
+  // Not before: a view asked for while the states are on their way looks for its model for 2 s
+  // (ManagerBase.get_model), and on a busy machine can give up just as they arrive, showing
+  // "Error displaying widget: model not found" for good.
+  if (!manager.restoredStatus) {
+    await new Promise((resolve) => manager.restored.connect(resolve));
+  }
   drawOutputs(rendermime);
 }
 
