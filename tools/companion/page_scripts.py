@@ -11,9 +11,9 @@ ipywidgets code JupyterLab uses), shipped in this package as
 ``frontend/page-scripts.js`` (1.4 MB, 0.4 MB gzipped) and
 ``frontend/page-scripts.css`` (the widgets' stylesheet).
 
-On session 1 (8 loads each, localhost, in random order) time to interactive,
-as the page notes it, went from 1.09 s with Voila's front end to 0.81 s with
-this one.
+On session 1 (12 loads each, localhost, in random order) time to interactive,
+as the page notes it, went from 1.13 s with Voila's front end to 0.82 s with
+this one (README, *Performance*).
 
 Example::
 
