@@ -22,6 +22,7 @@ pytestmark = pytest.mark.browser
 PAGE = "02-short.ipynb"
 PROMPT = "One thing you noticed this week."
 BANNER = "#companion-connection"
+KERNEL_MODEL = re.compile(r".*/api/kernels/[0-9a-f-]{36}(\?.*)?$")  # the REST address of a kernel, not its websocket
 
 
 
@@ -76,13 +77,13 @@ def test_text_the_server_confirmed_is_not_kept_in_the_browser_whatever_its_chara
 def test_a_page_whose_kernel_is_gone_before_it_connects_says_so_and_offers_a_reload(server, page):
     # The kernel the page names has stopped (a server restarted, a culled kernel) by the time the
     # page's front end asks for it: the server answers 404.
-    page.route(re.compile(r".*/api/kernels/[0-9a-f-]{36}(\?.*)?$"), lambda route: route.fulfill(status=404, body='{"message": "Kernel does not exist"}'))
+    page.route(KERNEL_MODEL, lambda route: route.fulfill(status=404, body='{"message": "Kernel does not exist"}'))
     page.goto(server.page(PAGE), timeout=180_000)
     page.locator(BANNER).wait_for(state="visible", timeout=30_000)
     assert "Not connected: this page lost its link to your workbook" in page.inner_text(BANNER)
     assert page.get_by_role("button", name="Reload the page").is_visible()
     assert page.locator("#rendered_cells").is_visible(), "the page's text is still there to read"
-    page.unroute(re.compile(r".*/api/kernels/[0-9a-f-]{36}(\?.*)?$"))
+    page.unroute(KERNEL_MODEL)
     page.get_by_role("button", name="Reload the page").click()
     page.wait_for_selector(".companion-workbook", timeout=180_000)
     assert page.get_by_label(PROMPT).is_editable()
@@ -107,9 +108,10 @@ def test_the_widgets_are_drawn_once_their_states_are_all_in_however_late(server,
     wait_until(through(page, lambda: len(link["held"]) > 0), timeout=60, what="the kernel's first answers, held back")
     page.wait_for_timeout(3_000)  # longer than a view looks for its model
     assert page.locator(".jp-OutputArea-output").count() == 0, "nothing is drawn while the states are on their way"
+    # Passed on in order: what the kernel sends while the held messages go is held behind them.
+    while link["held"]:
+        link["socket"].send(link["held"].pop(0))
     link["holding"] = False
-    for message in link["held"]:
-        link["socket"].send(message)
     wait_until(through(page, lambda: page.get_by_label(PROMPT).count() == 1), timeout=60, what="the widgets, drawn")
     assert page.get_by_label(PROMPT).is_editable()
     assert "Error displaying widget" not in page.inner_text("#rendered_cells")
